@@ -1,0 +1,1 @@
+"""Analyses of a trained run's latent space: pure functions on arrays, plus small fitted objects."""

@@ -1,0 +1,172 @@
+"""Command line: parse, call the library, print. Bad input exits with status 2 and one line on stderr."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from . import __version__
+from .errors import AtlasError
+
+EXIT_USAGE = 2
+DATASET_NAMES = {"gaussian": "gaussian", "student-t": "student_t", "student_t": "student_t"}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line naming the problem, not a usage dump."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {value}")
+    return value
+
+
+def _cmd_data(args: argparse.Namespace) -> None:
+    from .config import DataConfig, build, load_toml, section
+    from .data import make_dataset
+
+    values = section(load_toml(args.config), "data")
+    config = build(DataConfig, values, section="data", kind=DATASET_NAMES[args.kind], seed=args.seed)
+    if Path(args.output).is_dir():
+        raise AtlasError(f"-o {args.output} is a folder; give a file name such as {args.output}/gaussian.npz")
+    dataset = make_dataset(config)
+    dataset.save(args.output)
+    print(
+        f"wrote {args.output}: {len(dataset)} images {dataset.image_shape[0]}x{dataset.image_shape[1]}, "
+        f"factors {', '.join(dataset.factor_names)}, {len(dataset.train_idx)} train / {len(dataset.test_idx)} test, "
+        f"sha256 {dataset.content_hash[:12]}"
+    )
+
+
+def _cmd_train(args: argparse.Namespace) -> None:
+    from .config import ModelConfig, TrainConfig, build, load_toml, section
+    from .data import load_dataset
+    from .training import train
+
+    document = load_toml(args.config)
+    model_config = build(
+        ModelConfig, section(document, "model"), section="model", kind=args.model, latent_dim=args.latent_dim,
+        beta=args.beta,
+    )
+    train_config = build(
+        TrainConfig, section(document, "train"), section="train", epochs=args.epochs, seed=args.seed,
+        device=args.device, batch_size=args.batch_size,
+    )
+    dataset = load_dataset(args.data)
+    result = train(dataset, args.data, model_config, train_config, args.output, resume=args.resume,
+                   progress=not args.quiet)
+    print(
+        f"trained {model_config.kind} for {result.epochs_run} epochs in {result.seconds:.1f} s "
+        f"({result.images_per_second:,.0f} images/s); best held-out loss {result.best_val_loss:.3f} "
+        f"at epoch {result.best_epoch}; run folder {args.output}"
+    )
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> None:
+    from .evaluation import evaluate_run
+    from .training import load_run
+    from .training.trainer import resolve_device
+
+    run = load_run(args.run_dir)
+    resolve_device(args.device)
+    dataset = run.load_dataset(args.data) if args.data else None
+    results = evaluate_run(run, dataset, device=args.device)
+    print(f"{run.kind} {args.run_dir}: test Frobenius error over {results['n_test_images']} images")
+    print("  " + "  ".join(f"{k} {v:.4f}" for k, v in results["test_frobenius"].items()))
+    if "test_elbo" in results:
+        print("  " + "  ".join(f"{k} {v:.3f}" for k, v in results["test_elbo"].items()))
+
+
+def _cmd_study(args: argparse.Namespace) -> None:
+    from .config import load_toml
+    from .study import run_study, study_config_from
+
+    config = study_config_from(load_toml(args.config), quick=args.quick)
+    run_study(config, Path(args.output), retrain=args.retrain, progress=not args.quiet)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="latent-atlas", description="Map what an autoencoder's latent space has learned.")
+    parser.add_argument("--version", action="version", version=f"latent-atlas {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
+
+    data = commands.add_parser("data", help="generate a heatmap dataset (.npz)",
+                               description="Generate a heatmap dataset with known factors into one .npz file.")
+    data.add_argument("kind", choices=["gaussian", "student-t"], help="bivariate normal or Student t densities")
+    data.add_argument("-o", "--output", required=True, metavar="FILE.npz", help="where to write the dataset")
+    data.add_argument("--config", metavar="F.toml", help="TOML file whose [data] table overrides the defaults")
+    data.add_argument("--seed", type=_non_negative_int, help="random seed (df noise, random factors, split)")
+    data.set_defaults(handler=_cmd_data)
+
+    train = commands.add_parser("train", help="train an AE or VAE into a run folder",
+                                description="Train a convolutional AE or VAE; writes config.json, "
+                                "model.safetensors, history.csv and metrics.json into RUN_DIR.")
+    train.add_argument("--data", required=True, metavar="FILE.npz", help="dataset from `latent-atlas data`")
+    train.add_argument("--model", choices=["vae", "ae"], default="vae", help="model kind (default vae)")
+    train.add_argument("-o", "--output", required=True, metavar="RUN_DIR", help="run folder to create")
+    train.add_argument("--latent-dim", type=_positive_int, help="latent dimension (default 3)")
+    train.add_argument("--beta", type=float, help="weight of the KL term (default 1)")
+    train.add_argument("--epochs", type=_positive_int, help="maximum number of epochs (default 20)")
+    train.add_argument("--batch-size", type=_positive_int, help="batch size (default 64)")
+    train.add_argument("--seed", type=_non_negative_int, help="seed for init, shuffling and sampling (default 0)")
+    train.add_argument("--device", choices=["cpu", "cuda"], help="where to train (default cpu)")
+    train.add_argument("--resume", action="store_true", help="continue an interrupted run in RUN_DIR")
+    train.add_argument("--config", metavar="F.toml", help="TOML file with [model] and [train] tables")
+    train.add_argument("-q", "--quiet", action="store_true", help="no progress bar or per-epoch lines")
+    train.set_defaults(handler=_cmd_train)
+
+    evaluate = commands.add_parser("evaluate", help="test-set reconstruction error of a run",
+                                   description="Evaluate a run on its dataset's test split; writes metrics.json "
+                                   "(test_frobenius: mean, median, p90, p99, max) and evaluation.npz.")
+    evaluate.add_argument("run_dir", metavar="RUN_DIR")
+    evaluate.add_argument("--data", metavar="FILE.npz", help="dataset path, if it moved since training")
+    evaluate.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    evaluate.set_defaults(handler=_cmd_evaluate)
+
+    study = commands.add_parser("study", help="reproduce the whole seed study",
+                                description="Build both datasets, train the models, run every analysis "
+                                "and write the report into DIR.")
+    study.add_argument("-o", "--output", default="study", metavar="DIR", help="output folder (default ./study)")
+    study.add_argument("--quick", action="store_true", help="small data, few epochs: a demo in about a minute")
+    study.add_argument("--config", metavar="F.toml", help="TOML file with [data], [model], [train], [study]")
+    study.add_argument("--retrain", action="store_true", help="train again even where a finished run exists")
+    study.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    study.set_defaults(handler=_cmd_study)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.handler(args)
+    except AtlasError as exc:
+        print(f"latent-atlas {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"latent-atlas {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

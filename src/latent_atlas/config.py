@@ -1,0 +1,277 @@
+"""Typed, frozen, validated configs for every stage; each round-trips through JSON and TOML.
+
+A bad value fails when the config is built, with the field's dotted name in the message.
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+
+from .errors import AtlasError, ConfigError
+
+
+class FrozenConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+class FactorRange(FrozenConfig):
+    """The values one factor takes: an inclusive grid ``start, start+step, ..., stop`` or explicit ``values``.
+
+    Under random sampling the factor is drawn uniformly between the smallest and largest value.
+    """
+
+    start: float | None = None
+    stop: float | None = None
+    step: float | None = None
+    values: tuple[float, ...] | None = None
+
+    @model_validator(mode="after")
+    def _one_form(self) -> FactorRange:
+        arithmetic = (self.start, self.stop, self.step)
+        if self.values is not None:
+            if any(v is not None for v in arithmetic):
+                raise ValueError("give either values or start/stop/step, not both")
+            if len(self.values) == 0:
+                raise ValueError("empty range: values is empty")
+            if not all(math.isfinite(v) for v in self.values):
+                raise ValueError("values must be finite numbers")
+            return self
+        if any(v is None for v in arithmetic):
+            raise ValueError("needs start, stop and step (or a list of values)")
+        if not all(math.isfinite(v) for v in arithmetic):
+            raise ValueError("start, stop and step must be finite numbers")
+        if self.step <= 0:
+            raise ValueError(f"step must be positive, got {self.step}")
+        if self.stop < self.start:
+            raise ValueError(f"empty range: stop ({self.stop}) is below start ({self.start})")
+        return self
+
+    def grid(self) -> np.ndarray:
+        """The factor's values as a float64 array, ascending for the arithmetic form."""
+        if self.values is not None:
+            return np.asarray(self.values, dtype=np.float64)
+        count = int(math.floor((self.stop - self.start) / self.step + 1e-9)) + 1
+        # Rounding removes the float noise of start + k * step (0.30000000000000004 -> 0.3).
+        return np.round(self.start + self.step * np.arange(count), 12)
+
+    @property
+    def low(self) -> float:
+        return float(self.grid().min())
+
+    @property
+    def high(self) -> float:
+        return float(self.grid().max())
+
+
+VARIANCE_GRID = FactorRange(start=0.1, stop=4.9, step=0.2)
+# The seed's 11,875 images = 19 x 25 x 25, so its correlation grid stops at 0.85.
+CORRELATION_GRID = FactorRange(start=-0.95, stop=0.85, step=0.1)
+
+DATASET_KINDS = ("gaussian", "student_t")
+
+
+class DataConfig(FrozenConfig):
+    """A heatmap dataset: densities on a square grid over [-extent, extent]^2, each image max-normalised."""
+
+    kind: Literal["gaussian", "student_t"] = "gaussian"
+    grid_size: int = Field(36, ge=2)
+    extent: float = Field(3.0, gt=0, allow_inf_nan=False)
+    var_x: FactorRange = VARIANCE_GRID
+    var_y: FactorRange = VARIANCE_GRID
+    rho: FactorRange = CORRELATION_GRID
+    sampling: Literal["grid", "random"] = "grid"
+    n_samples: int = Field(11_875, ge=1, description="number of images under random sampling")
+    df_heavy: float = Field(2.0, gt=0, allow_inf_nan=False, description="df where the rule fires")
+    df_light: float = Field(200.0, gt=0, allow_inf_nan=False, description="df elsewhere")
+    df_threshold: float = Field(20.0, allow_inf_nan=False)
+    df_noise_max: float = Field(10.0, ge=0, allow_inf_nan=False)
+    test_fraction: float = Field(0.2, gt=0, lt=1)
+    seed: int = Field(0, ge=0)
+
+    @field_validator("var_x", "var_y")
+    @classmethod
+    def _positive_variance(cls, value: FactorRange) -> FactorRange:
+        if value.low <= 0:
+            raise ValueError(f"variances must be positive, got {value.low}")
+        return value
+
+    @field_validator("rho")
+    @classmethod
+    def _valid_correlation(cls, value: FactorRange) -> FactorRange:
+        if max(abs(value.low), abs(value.high)) >= 1:
+            raise ValueError(f"correlations must lie strictly between -1 and 1, got {value.low}..{value.high}")
+        return value
+
+    @property
+    def factor_names(self) -> tuple[str, ...]:
+        return ("var_x", "var_y", "rho", "df") if self.kind == "student_t" else ("var_x", "var_y", "rho")
+
+
+def feature_map_shapes(
+    image_shape: tuple[int, int], strides: tuple[int, ...], pool_sizes: tuple[int, ...]
+) -> list[tuple[int, int]]:
+    """Spatial size entering each encoder block, then the final one: [(H, W), ..., (h, w)]."""
+    shapes = [tuple(image_shape)]
+    for block, (stride, pool) in enumerate(zip(strides, pool_sizes), start=1):
+        # A same-padded odd kernel gives ceil(H / stride); the max pool then floors by pool.
+        h, w = ((-(-side // stride)) // pool for side in shapes[-1])
+        if h < 1 or w < 1:
+            raise ValueError(
+                f"{image_shape[0]}x{image_shape[1]} images shrink to nothing at encoder block {block}; "
+                "use fewer blocks, smaller strides or smaller pool sizes"
+            )
+        shapes.append((h, w))
+    return shapes
+
+
+class ModelConfig(FrozenConfig):
+    """A convolutional autoencoder. Encoder block i: conv(kernel_sizes[i], strides[i]) -> ReLU -> maxpool(pool_sizes[i])."""
+
+    kind: Literal["vae", "ae"] = "vae"
+    latent_dim: int = Field(3, ge=1)
+    channels: tuple[int, ...] = (16, 32)
+    kernel_sizes: tuple[int, ...] = (3, 3)
+    strides: tuple[int, ...] = (1, 1)
+    pool_sizes: tuple[int, ...] = (2, 2)
+    hidden_dims: tuple[int, ...] = (128,)
+    likelihood: Literal["bernoulli", "gaussian"] = "bernoulli"
+    beta: float = Field(1.0, ge=0, allow_inf_nan=False)
+    output_bias_init: float = Field(
+        -3.0,
+        allow_inf_nan=False,
+        description="initial logit of every output pixel; heatmaps are mostly background, and starting "
+        "dark avoids a long initial plateau",
+    )
+    image_shape: tuple[int, int] | None = Field(None, description="(H, W); filled in from the dataset")
+
+    @field_validator("channels", "kernel_sizes", "strides", "pool_sizes")
+    @classmethod
+    def _positive_entries(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if len(value) == 0:
+            raise ValueError("needs at least one block")
+        if any(v < 1 for v in value):
+            raise ValueError(f"entries must be positive, got {list(value)}")
+        return value
+
+    @field_validator("kernel_sizes")
+    @classmethod
+    def _odd_kernels(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if any(k % 2 == 0 for k in value):
+            raise ValueError(f"kernel sizes must be odd (same padding), got {list(value)}")
+        return value
+
+    @field_validator("hidden_dims")
+    @classmethod
+    def _positive_hidden(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if any(v < 1 for v in value):
+            raise ValueError(f"entries must be positive, got {list(value)}")
+        return value
+
+    @field_validator("image_shape")
+    @classmethod
+    def _fits_the_encoder(cls, value: tuple[int, int] | None, info: ValidationInfo) -> tuple[int, int] | None:
+        if value is None:
+            return value
+        if min(value) < 1:
+            raise ValueError(f"image sides must be positive, got {list(value)}")
+        if "strides" in info.data and "pool_sizes" in info.data:
+            feature_map_shapes(value, info.data["strides"], info.data["pool_sizes"])
+        return value
+
+    @model_validator(mode="after")
+    def _consistent_blocks(self) -> ModelConfig:
+        lengths = {len(self.channels), len(self.kernel_sizes), len(self.strides), len(self.pool_sizes)}
+        if len(lengths) != 1:
+            raise ValueError(
+                "channels, kernel_sizes, strides and pool_sizes need one entry per block, got lengths "
+                f"{len(self.channels)}, {len(self.kernel_sizes)}, {len(self.strides)}, {len(self.pool_sizes)}"
+            )
+        return self
+
+    @property
+    def n_blocks(self) -> int:
+        return len(self.channels)
+
+    def feature_map_shapes(self, image_shape: tuple[int, int]) -> list[tuple[int, int]]:
+        return feature_map_shapes(image_shape, self.strides, self.pool_sizes)
+
+    def for_images(self, image_shape: tuple[int, int]) -> ModelConfig:
+        """This config bound to an image size, failing clearly if the architecture cannot take it."""
+        if self.image_shape is not None and tuple(self.image_shape) != tuple(image_shape):
+            raise ConfigError(
+                f"model.image_shape: the model expects {self.image_shape[0]}x{self.image_shape[1]} images "
+                f"but the dataset's are {image_shape[0]}x{image_shape[1]}"
+            )
+        return build(ModelConfig, {**self.to_dict(), "image_shape": list(image_shape)}, section="model")
+
+
+class TrainConfig(FrozenConfig):
+    """Adam, a learning-rate scheduler and early stopping on a held-out part of the training split."""
+
+    epochs: int = Field(20, ge=1, description="upper bound; early stopping may end sooner")
+    batch_size: int = Field(64, ge=1)
+    learning_rate: float = Field(2e-3, gt=0, allow_inf_nan=False)
+    weight_decay: float = Field(0.0, ge=0, allow_inf_nan=False)
+    scheduler: Literal["plateau", "none"] = "plateau"
+    scheduler_factor: float = Field(0.5, gt=0, lt=1)
+    scheduler_patience: int = Field(1, ge=0)
+    early_stopping_patience: int = Field(3, ge=1)
+    min_delta: float = Field(0.05, ge=0, allow_inf_nan=False, description="smallest held-out loss drop (nats per image) that counts")
+    validation_fraction: float = Field(0.1, gt=0, lt=1)
+    seed: int = Field(0, ge=0)
+    device: Literal["cpu", "cuda"] = "cpu"
+
+
+C = TypeVar("C", bound=FrozenConfig)
+
+
+def _format_validation_error(exc: ValidationError, section: str | None) -> str:
+    parts = []
+    for error in exc.errors(include_url=False):
+        location = ".".join(str(p) for p in ((section,) if section else ()) + tuple(error["loc"]))
+        message = error["msg"].removeprefix("Value error, ")
+        parts.append(f"{location}: {message}" if location else message)
+    return "invalid config: " + "; ".join(parts)
+
+
+def build(cls: type[C], values: Mapping[str, Any] | None = None, section: str | None = None, **overrides: Any) -> C:
+    """Build and validate a config from a mapping plus keyword overrides (None overrides are ignored)."""
+    merged = dict(values or {})
+    merged.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return cls.model_validate(merged)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation_error(exc, section)) from None
+
+
+def load_toml(path: str | Path | None) -> dict[str, Any]:
+    """A TOML config file as a dict of sections ([data], [model], [train], [study]); {} for no file."""
+    if path is None:
+        return {}
+    path = Path(path)
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise AtlasError(f"config file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise AtlasError(f"cannot read config file {path}: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise AtlasError(f"config file {path} is not valid TOML: {exc}") from None
+
+
+def section(document: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """One [section] of a loaded TOML document, checked to be a table."""
+    value = document.get(name, {})
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"invalid config: [{name}] must be a table")
+    return dict(value)

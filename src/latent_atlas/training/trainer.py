@@ -1,0 +1,277 @@
+"""Training: Adam, a learning-rate scheduler, early stopping on held-out loss, exact resume.
+
+Deterministic on the CPU for a seed: weight init runs under a forked, seeded global RNG; shuffling and
+the VAE's noise draw from explicit generators whose states are saved with every epoch's checkpoint,
+so a resumed run reaches the same weights as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import copy
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..config import ModelConfig, TrainConfig
+from ..data import HeatmapDataset
+from ..errors import AtlasError
+from ..io import read_json, write_json
+from ..models import Autoencoder, build_model
+from .checkpoint import save_model, state_from_file, state_to_bytes
+from .history import write_history
+from .run import CONFIG_FILE, HISTORY_FILE, METRICS_FILE, MODEL_FILE, STATE_FILE, Run, load_run, run_config
+from ..io import write_bytes
+
+EVAL_BATCH = 1024
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise AtlasError("--device cuda was requested but CUDA is not available on this machine")
+    return torch.device(name)
+
+
+def validation_split(train_idx: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Hold out part of the training split for early stopping; the test split stays untouched."""
+    order = np.random.default_rng(seed).permutation(train_idx)
+    n_val = min(max(int(round(len(order) * fraction)), 1), len(order) - 1)
+    return np.sort(order[n_val:]), np.sort(order[:n_val])
+
+
+def images_tensor(dataset: HeatmapDataset, index: np.ndarray, device: torch.device) -> torch.Tensor:
+    return torch.from_numpy(dataset.images[index]).unsqueeze(1).to(device)  # (N, 1, H, W)
+
+
+def initialised_model(config: ModelConfig, seed: int, device: torch.device) -> Autoencoder:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = build_model(config)
+    return model.to(device)
+
+
+@torch.no_grad()
+def held_out_loss(model: Autoencoder, images: torch.Tensor, seed: int) -> dict[str, float]:
+    """Mean loss parts over held-out images, with the same noise every epoch (common random numbers)."""
+    model.eval()
+    generator = torch.Generator(device=images.device).manual_seed(seed)
+    sums = {"loss": 0.0, "reconstruction": 0.0, "kl": 0.0}
+    for start in range(0, len(images), EVAL_BATCH):
+        batch = images[start : start + EVAL_BATCH]
+        parts = model.loss(batch, sample=True, generator=generator)
+        sums["loss"] += parts.total.item() * len(batch)
+        sums["reconstruction"] += parts.reconstruction.item() * len(batch)
+        sums["kl"] += parts.kl.item() * len(batch)
+    return {key: value / len(images) for key, value in sums.items()}
+
+
+@dataclass
+class TrainResult:
+    run: Run
+    epochs_run: int
+    best_epoch: int
+    best_val_loss: float
+    stopped_early: bool
+    seconds: float
+    images_per_second: float
+
+
+class Trainer:
+    """One training run in one folder. ``fit`` trains (or resumes) and writes the run's files."""
+
+    def __init__(
+        self,
+        dataset: HeatmapDataset,
+        dataset_path: str | Path,
+        model_config: ModelConfig,
+        train_config: TrainConfig,
+        run_dir: str | Path,
+        progress: bool = True,
+    ):
+        self.dataset = dataset
+        self.model_config = model_config.for_images(dataset.image_shape)
+        self.train_config = train_config
+        self.run_dir = Path(run_dir)
+        self.progress = progress
+        self.device = resolve_device(train_config.device)
+        self.config = run_config(dataset, Path(dataset_path), self.model_config, train_config, self.run_dir)
+        fit_idx, val_idx = validation_split(dataset.train_idx, train_config.validation_fraction, train_config.seed)
+        self.fit_images = images_tensor(dataset, fit_idx, self.device)
+        self.val_images = images_tensor(dataset, val_idx, self.device)
+
+        seed = train_config.seed
+        self.model = initialised_model(self.model_config, seed, self.device)
+        self.optimizer = torch.optim.Adam(
+            self.model.parameters(), lr=train_config.learning_rate, weight_decay=train_config.weight_decay
+        )
+        self.scheduler = (
+            torch.optim.lr_scheduler.ReduceLROnPlateau(
+                self.optimizer, factor=train_config.scheduler_factor, patience=train_config.scheduler_patience
+            )
+            if train_config.scheduler == "plateau"
+            else None
+        )
+        self.shuffle_generator = torch.Generator().manual_seed(seed)
+        self.noise_generator = torch.Generator(device=self.device).manual_seed(seed + 1)
+        self.epoch = 0
+        self.best_val_loss = float("inf")
+        self.best_epoch = 0
+        self.bad_epochs = 0
+        self.best_weights = copy.deepcopy(self.model.state_dict())
+        self.history: list[dict[str, float]] = []
+        self.train_seconds = 0.0
+
+    # -- persistence -------------------------------------------------------------------------------
+
+    def _state(self) -> dict:
+        return {
+            "epoch": self.epoch,
+            "best_val_loss": self.best_val_loss,
+            "best_epoch": self.best_epoch,
+            "bad_epochs": self.bad_epochs,
+            "train_seconds": self.train_seconds,
+            "history": self.history,
+            "model": self.model.state_dict(),
+            "best_weights": self.best_weights,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler else None,
+            "shuffle_generator": self.shuffle_generator.get_state(),
+            "noise_generator": self.noise_generator.get_state(),
+        }
+
+    def _restore(self, state: dict) -> None:
+        self.epoch = state["epoch"]
+        self.best_val_loss = state["best_val_loss"]
+        self.best_epoch = state["best_epoch"]
+        self.bad_epochs = state["bad_epochs"]
+        self.train_seconds = state["train_seconds"]
+        self.history = state["history"]
+        self.model.load_state_dict(state["model"])
+        self.best_weights = {k: v.to(self.device) for k, v in state["best_weights"].items()}
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler:
+            self.scheduler.load_state_dict(state["scheduler"])
+        self.shuffle_generator.set_state(state["shuffle_generator"])
+        self.noise_generator.set_state(state["noise_generator"])
+
+    def _prepare_folder(self, resume: bool) -> None:
+        config_path = self.run_dir / CONFIG_FILE
+        if resume:
+            if not (self.run_dir / STATE_FILE).is_file():
+                raise AtlasError(f"nothing to resume: {self.run_dir} holds no {STATE_FILE}")
+            saved = read_json(config_path, what="run config")
+            if {k: v for k, v in saved.items() if k != "latent_atlas_version"} != {
+                k: v for k, v in self.config.items() if k != "latent_atlas_version"
+            }:
+                raise AtlasError(f"cannot resume {self.run_dir}: its config.json differs from this run's settings")
+            self._restore(state_from_file(self.run_dir / STATE_FILE))
+            return
+        if config_path.exists():
+            raise AtlasError(
+                f"{self.run_dir} already holds a run; pass --resume to continue it or choose another folder"
+            )
+        write_json(config_path, self.config)
+
+    # -- training ----------------------------------------------------------------------------------
+
+    def _train_epoch(self) -> dict[str, float]:
+        self.model.train()
+        n = len(self.fit_images)
+        batch_size = self.train_config.batch_size
+        order = torch.randperm(n, generator=self.shuffle_generator).to(self.device)
+        sums = {"loss": 0.0, "reconstruction": 0.0, "kl": 0.0}
+        bar = tqdm(
+            total=n, desc=f"epoch {self.epoch + 1}", unit="img", leave=False, disable=not self.progress, mininterval=0.5
+        )
+        for start in range(0, n, batch_size):
+            batch = self.fit_images[order[start : start + batch_size]]  # (B, 1, H, W)
+            parts = self.model.loss(batch, sample=True, generator=self.noise_generator)
+            self.optimizer.zero_grad(set_to_none=True)
+            parts.total.backward()
+            self.optimizer.step()
+            sums["loss"] += parts.total.item() * len(batch)
+            sums["reconstruction"] += parts.reconstruction.item() * len(batch)
+            sums["kl"] += parts.kl.item() * len(batch)
+            bar.update(len(batch))
+            bar.set_postfix(loss=f"{parts.total.item():.1f}", rec=f"{parts.reconstruction.item():.1f}",
+                            kl=f"{parts.kl.item():.2f}", refresh=False)
+        bar.close()
+        return {key: value / n for key, value in sums.items()}
+
+    def fit(self, resume: bool = False, max_new_epochs: int | None = None) -> TrainResult:
+        """Train until early stopping or ``epochs``; ``max_new_epochs`` stops sooner, leaving a resumable state."""
+        self._prepare_folder(resume)
+        config = self.train_config
+        new_epochs = 0
+        finished = self.bad_epochs >= config.early_stopping_patience or self.epoch >= config.epochs
+        while not finished and (max_new_epochs is None or new_epochs < max_new_epochs):
+            started = time.perf_counter()
+            train_parts = self._train_epoch()
+            val_parts = held_out_loss(self.model, self.val_images, seed=config.seed + 2)
+            learning_rate = self.optimizer.param_groups[0]["lr"]
+            if self.scheduler:
+                self.scheduler.step(val_parts["loss"])
+            self.epoch += 1
+            new_epochs += 1
+            if val_parts["loss"] < self.best_val_loss - config.min_delta:
+                self.best_val_loss, self.best_epoch, self.bad_epochs = val_parts["loss"], self.epoch, 0
+                self.best_weights = copy.deepcopy(self.model.state_dict())
+            else:
+                self.bad_epochs += 1
+            seconds = time.perf_counter() - started
+            self.train_seconds += seconds
+            self.history.append(
+                {"epoch": self.epoch, **{f"train_{k}": v for k, v in train_parts.items()},
+                 **{f"val_{k}": v for k, v in val_parts.items()}, "learning_rate": learning_rate, "seconds": seconds}
+            )
+            if self.progress:
+                tqdm.write(file=sys.stderr, s=
+                    f"epoch {self.epoch:3d}  train {train_parts['loss']:.2f}  held-out {val_parts['loss']:.2f} "
+                    f"(rec {val_parts['reconstruction']:.2f}, kl {val_parts['kl']:.2f})  lr {learning_rate:.1e}  "
+                    f"{seconds:.1f}s"
+                )
+            write_bytes(self.run_dir / STATE_FILE, state_to_bytes(self._state()))
+            write_history(self.run_dir / HISTORY_FILE, self.history)
+            finished = self.bad_epochs >= config.early_stopping_patience or self.epoch >= config.epochs
+        return self._finish(complete=finished)
+
+    def _finish(self, complete: bool) -> TrainResult:
+        images_seen = self.epoch * len(self.fit_images)
+        images_per_second = images_seen / self.train_seconds if self.train_seconds else 0.0
+        result_fields = dict(
+            epochs_run=self.epoch,
+            best_epoch=self.best_epoch,
+            best_val_loss=self.best_val_loss,
+            stopped_early=self.epoch < self.train_config.epochs,
+            seconds=self.train_seconds,
+            images_per_second=images_per_second,
+        )
+        if complete:
+            self.model.load_state_dict(self.best_weights)
+            save_model(self.run_dir / MODEL_FILE, self.model)
+            metrics_path = self.run_dir / METRICS_FILE
+            metrics = read_json(metrics_path, what="metrics") if metrics_path.exists() else {}
+            metrics["training"] = {**result_fields, "n_fit_images": len(self.fit_images),
+                                   "n_validation_images": len(self.val_images)}
+            write_json(metrics_path, metrics)
+            return TrainResult(run=load_run(self.run_dir), **result_fields)
+        return TrainResult(run=None, **result_fields)
+
+
+def train(
+    dataset: HeatmapDataset,
+    dataset_path: str | Path,
+    model_config: ModelConfig,
+    train_config: TrainConfig,
+    run_dir: str | Path,
+    resume: bool = False,
+    progress: bool = True,
+    max_new_epochs: int | None = None,
+) -> TrainResult:
+    """Train a model on ``dataset`` into ``run_dir`` (see :class:`Trainer`)."""
+    trainer = Trainer(dataset, dataset_path, model_config, train_config, run_dir, progress=progress)
+    return trainer.fit(resume=resume, max_new_epochs=max_new_epochs)

@@ -1,0 +1,117 @@
+import numpy as np
+import pytest
+
+from latent_atlas.errors import AtlasError
+from latent_atlas.training import load_run, train
+from latent_atlas.training.history import HISTORY_FIELDS, read_history
+from latent_atlas.training.trainer import validation_split
+
+from .conftest import tiny_model_config, tiny_train_config
+
+
+def _train(dataset, data_path, run_dir, **train_overrides):
+    return train(dataset, data_path, tiny_model_config(kind="vae"), tiny_train_config(**train_overrides), run_dir,
+                 progress=False)
+
+
+def test_run_folder_contents(trained_runs):
+    run = trained_runs["vae"]
+    for name in ("config.json", "model.safetensors", "history.csv", "metrics.json"):
+        assert (run.path / name).is_file()
+    assert run.config["data"]["content_hash"] == run.load_dataset().content_hash
+    assert run.model_config.image_shape == (12, 12)
+    rows = read_history(run.path / "history.csv")
+    assert tuple(rows[0]) == HISTORY_FIELDS and len(rows) == 2
+    assert run.metrics()["training"]["epochs_run"] == 2
+
+
+def test_same_seed_gives_identical_weights(tmp_path, tiny_dataset, tiny_dataset_file):
+    a = _train(tiny_dataset, tiny_dataset_file, tmp_path / "a").run
+    b = _train(tiny_dataset, tiny_dataset_file, tmp_path / "b").run
+    c = _train(tiny_dataset, tiny_dataset_file, tmp_path / "c", seed=1).run
+    assert (a.path / "model.safetensors").read_bytes() == (b.path / "model.safetensors").read_bytes()
+    assert (a.path / "model.safetensors").read_bytes() != (c.path / "model.safetensors").read_bytes()
+
+
+def test_interrupted_run_resumes_to_the_same_weights(tmp_path, tiny_dataset, tiny_dataset_file):
+    whole = _train(tiny_dataset, tiny_dataset_file, tmp_path / "whole", epochs=3).run
+    partial = train(tiny_dataset, tiny_dataset_file, tiny_model_config(kind="vae"), tiny_train_config(epochs=3),
+                    tmp_path / "parts", progress=False, max_new_epochs=1)
+    assert partial.run is None and partial.epochs_run == 1
+    assert not (tmp_path / "parts" / "model.safetensors").exists()
+    resumed = train(tiny_dataset, tiny_dataset_file, tiny_model_config(kind="vae"), tiny_train_config(epochs=3),
+                    tmp_path / "parts", progress=False, resume=True)
+    assert resumed.epochs_run == 3
+    assert (whole.path / "model.safetensors").read_bytes() == (resumed.run.path / "model.safetensors").read_bytes()
+    def history(run):
+        return [{k: v for k, v in row.items() if k != "seconds"} for row in read_history(run.path / "history.csv")]
+
+    assert history(whole) == history(resumed.run)
+
+
+def test_early_stopping_restores_the_best_epoch(tmp_path, tiny_dataset, tiny_dataset_file):
+    # A learning rate this large makes the held-out loss bounce, so patience 1 stops early.
+    result = _train(tiny_dataset, tiny_dataset_file, tmp_path / "r", epochs=30, learning_rate=0.05,
+                    early_stopping_patience=1, scheduler="none")
+    rows = read_history(result.run.path / "history.csv")
+    val = [r["val_loss"] for r in rows]
+    assert result.stopped_early and len(rows) < 30
+    assert result.best_epoch == int(np.argmin(val)) + 1
+    assert result.best_val_loss == pytest.approx(min(val))
+    # The saved weights are the best epoch's: re-evaluating them reproduces its held-out loss.
+    from latent_atlas.training.trainer import held_out_loss, images_tensor
+
+    _, val_idx = validation_split(tiny_dataset.train_idx, 0.1, 0)
+    loss = held_out_loss(result.run.load_model(), images_tensor(tiny_dataset, val_idx, "cpu"), seed=0 + 2)
+    assert loss["loss"] == pytest.approx(min(val), rel=1e-6)
+
+
+def test_scheduler_lowers_the_learning_rate(tmp_path, tiny_dataset, tiny_dataset_file):
+    result = _train(tiny_dataset, tiny_dataset_file, tmp_path / "r", epochs=12, learning_rate=0.05,
+                    scheduler_patience=0, early_stopping_patience=12)
+    rates = [r["learning_rate"] for r in read_history(result.run.path / "history.csv")]
+    assert rates[0] == 0.05 and min(rates) < 0.05
+    assert all(b <= a for a, b in zip(rates, rates[1:]))
+
+
+def test_existing_run_is_not_overwritten(trained_runs, tiny_dataset):
+    run = trained_runs["ae"]
+    before = (run.path / "model.safetensors").read_bytes()
+    with pytest.raises(AtlasError, match="already holds a run"):
+        train(tiny_dataset, run.dataset_path, tiny_model_config(kind="ae"), tiny_train_config(), run.path,
+              progress=False)
+    assert (run.path / "model.safetensors").read_bytes() == before
+
+
+def test_resume_refuses_other_settings(tmp_path, tiny_dataset, tiny_dataset_file):
+    train(tiny_dataset, tiny_dataset_file, tiny_model_config(kind="vae"), tiny_train_config(epochs=3),
+          tmp_path / "r", progress=False, max_new_epochs=1)
+    with pytest.raises(AtlasError, match="config.json differs"):
+        train(tiny_dataset, tiny_dataset_file, tiny_model_config(kind="vae", beta=2.0), tiny_train_config(epochs=3),
+              tmp_path / "r", progress=False, resume=True)
+    with pytest.raises(AtlasError, match="nothing to resume"):
+        train(tiny_dataset, tiny_dataset_file, tiny_model_config(kind="vae"), tiny_train_config(),
+              tmp_path / "empty", progress=False, resume=True)
+
+
+def test_validation_split_is_held_out_of_training():
+    fit, val = validation_split(np.arange(100, 200), 0.1, seed=0)
+    assert len(val) == 10 and not set(fit) & set(val) and set(fit) | set(val) == set(range(100, 200))
+
+
+def test_cuda_request_without_cuda_is_a_clear_error(tmp_path, tiny_dataset, tiny_dataset_file):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA; the error path needs a machine without it")
+    with pytest.raises(AtlasError, match="CUDA is not available"):
+        _train(tiny_dataset, tiny_dataset_file, tmp_path / "r", device="cuda")
+    assert not (tmp_path / "r").exists()
+
+
+def test_load_run_errors(tmp_path):
+    with pytest.raises(AtlasError, match="run folder not found"):
+        load_run(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(AtlasError, match="run config not found"):
+        load_run(tmp_path / "empty")
