@@ -105,6 +105,24 @@ def _cmd_study(args: argparse.Namespace) -> None:
     run_study(config, Path(args.output), retrain=args.retrain, progress=not args.quiet)
 
 
+def _cmd_explore(args: argparse.Namespace) -> None:
+    from .explorer import serve
+
+    if len(args.run_dirs) > 2:
+        raise AtlasError(f"explore takes one or two run folders (e.g. a VAE and an AE), got {len(args.run_dirs)}")
+    serve(args.run_dirs, host=args.host, port=args.port)
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be between 0 and 65535, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="latent-atlas", description="Map what an autoencoder's latent space has learned.")
     parser.add_argument("--version", action="version", version=f"latent-atlas {__version__}")
@@ -152,6 +170,14 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("--retrain", action="store_true", help="train again even where a finished run exists")
     study.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     study.set_defaults(handler=_cmd_study)
+
+    explore = commands.add_parser("explore", help="interactive latent explorer in the browser",
+                                  description="Serve a local web app: click anywhere in latent space and see the "
+                                  "decoded heatmap; with two runs (AE and VAE), both side by side.")
+    explore.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="one or two run folders")
+    explore.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1, loopback only)")
+    explore.add_argument("--port", type=_port, default=8000, help="port (default 8000; 0 picks a free one)")
+    explore.set_defaults(handler=_cmd_explore)
     return parser
 
 

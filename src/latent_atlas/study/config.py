@@ -24,14 +24,14 @@ class StudyConfig(FrozenConfig):
         return build(ModelConfig, {**self.model.to_dict(), "kind": kind}, section="model")
 
 
-# A demo in about a minute: a coarser factor grid (13 x 13 x 10 = 1,690 images) and a few epochs.
+# A demo in about a minute: a coarser factor grid (13 x 13 x 10 = 1,690 images) and fewer epochs.
 QUICK = {
     "data": {
         "var_x": FactorRange(start=0.1, stop=4.9, step=0.4).to_dict(),
         "var_y": FactorRange(start=0.1, stop=4.9, step=0.4).to_dict(),
         "rho": FactorRange(start=-0.95, stop=0.85, step=0.2).to_dict(),
     },
-    "train": {"epochs": 4, "batch_size": 32},
+    "train": {"epochs": 15, "batch_size": 32},
 }
 
 

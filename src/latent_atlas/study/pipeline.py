@@ -1,28 +1,79 @@
-"""Run the study stage by stage into one folder, reusing what an earlier run of the same config produced."""
+"""Run the study stage by stage into one folder, reusing what an earlier run of the same config produced.
+
+    DIR/data/{gaussian,student_t}.npz           datasets
+    DIR/runs/{dataset}-{vae,ae}/                run folders (+ latents.npz, oracle.json, analysis.json)
+    DIR/results.json                            study-level numbers: oracle accuracy, KNN baselines, timings
+    DIR/figures/*.png, DIR/report.html          the report
+"""
 
 from __future__ import annotations
 
 import shutil
 import sys
 import time
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import numpy as np
+
+from .. import __version__
+from ..analysis.classify import KnnResult
+from ..analysis.latents import run_latents
 from ..data import HeatmapDataset, load_dataset, make_dataset
 from ..errors import AtlasError
 from ..evaluation import evaluate_run
-from ..io import read_json
+from ..io import read_json, read_npz, write_json
+from ..models.inference import decode
+from ..oracle import HeatmapOracle
 from ..training import Run, load_run, train
-from ..training.run import CONFIG_FILE, MODEL_FILE, run_config
+from ..training.run import CONFIG_FILE, EVALUATION_FILE, MODEL_FILE, run_config
+from .analyses import (
+    RunAnalysis,
+    calibrate_oracle,
+    explore_run,
+    knn_baselines,
+    knn_on_codes,
+    latent_structure,
+    oracle_accuracy,
+    reconstruction_analysis,
+)
 from .config import StudyConfig
 
+ANALYSIS_FILE = "analysis.json"
+ORACLE_FILE = "oracle.json"
+RESULTS_FILE = "results.json"
 
-def _say(progress: bool, message: str) -> None:
-    if progress:
-        print(message, file=sys.stderr, flush=True)
+
+class Progress:
+    """Stage messages on stderr and the seconds each stage took."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self.seconds: dict[str, float] = {}
+
+    def say(self, message: str) -> None:
+        if self.enabled:
+            print(message, file=sys.stderr, flush=True)
+
+    @contextmanager
+    def stage(self, name: str, message: str | None = None) -> Iterator[None]:
+        if message:
+            self.say(message)
+        started = time.perf_counter()
+        yield
+        self.seconds[name] = round(self.seconds.get(name, 0.0) + time.perf_counter() - started, 2)
 
 
-def prepare_dataset(config: StudyConfig, kind: str, data_dir: Path, progress: bool) -> tuple[HeatmapDataset, Path]:
+def _same_config(a: dict, b: dict) -> bool:
+    return {k: v for k, v in a.items() if k != "latent_atlas_version"} == {
+        k: v for k, v in b.items() if k != "latent_atlas_version"
+    }
+
+
+def prepare_dataset(config: StudyConfig, kind: str, data_dir: Path, progress: Progress) -> tuple[HeatmapDataset, Path]:
     """The dataset file for ``kind``: reused when it exists with the same config, else generated."""
     path = data_dir / f"{kind}.npz"
     data_config = config.data_for(kind)
@@ -30,74 +81,151 @@ def prepare_dataset(config: StudyConfig, kind: str, data_dir: Path, progress: bo
         try:
             existing = load_dataset(path)
             if existing.config == data_config:
-                _say(progress, f"[data] reusing {path}")
+                progress.say(f"[data] reusing {path}")
                 return existing, path
         except AtlasError:
             pass
-    started = time.perf_counter()
     dataset = make_dataset(data_config)
     dataset.save(path)
-    _say(progress, f"[data] wrote {path}: {len(dataset)} images in {time.perf_counter() - started:.1f} s")
+    progress.say(f"[data] wrote {path}: {len(dataset)} images")
     return dataset, path
 
 
-def prepare_run(
-    config: StudyConfig, dataset: HeatmapDataset, dataset_path: Path, kind: str, run_dir: Path, retrain: bool,
-    progress: bool,
-) -> Run:
+def prepare_run(config: StudyConfig, dataset: HeatmapDataset, dataset_path: Path, kind: str, run_dir: Path,
+                retrain: bool, progress: Progress) -> Run:
     """A trained run for this dataset and model kind: reused when finished with the same config, else trained."""
     model_config = config.model_for(kind).for_images(dataset.image_shape)
     wanted = run_config(dataset, dataset_path, model_config, config.train, run_dir)
     if not retrain and (run_dir / MODEL_FILE).is_file():
-        saved = read_json(run_dir / CONFIG_FILE, what="run config")
-        if {k: v for k, v in saved.items() if k != "latent_atlas_version"} == {
-            k: v for k, v in wanted.items() if k != "latent_atlas_version"
-        }:
-            _say(progress, f"[train] reusing {run_dir}")
+        if _same_config(read_json(run_dir / CONFIG_FILE, what="run config"), wanted):
+            progress.say(f"[train] reusing {run_dir}")
             return load_run(run_dir)
     if run_dir.exists():
         shutil.rmtree(run_dir)
-    _say(progress, f"[train] {kind} on {dataset.config.kind} -> {run_dir}")
-    result = train(dataset, dataset_path, model_config, config.train, run_dir, progress=progress)
-    _say(progress, f"[train] {result.epochs_run} epochs in {result.seconds:.1f} s ({result.images_per_second:,.0f} images/s)")
+    progress.say(f"[train] {kind} on {dataset.config.kind} -> {run_dir}")
+    result = train(dataset, dataset_path, model_config, config.train, run_dir, progress=progress.enabled)
+    progress.say(f"[train] {result.epochs_run} epochs in {result.seconds:.1f} s "
+                 f"({result.images_per_second:,.0f} images/s)")
     return result.run
+
+
+@dataclass
+class DatasetStudy:
+    """Everything the report needs about one dataset and the models trained on it."""
+
+    kind: str
+    dataset: HeatmapDataset
+    oracle: HeatmapOracle
+    runs: dict[str, RunAnalysis] = field(default_factory=dict)  # by run name
+    knn_baselines: dict[str, KnnResult] = field(default_factory=dict)
+    results: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
 class StudyResult:
     output: Path
+    config: StudyConfig
+    datasets: dict[str, DatasetStudy]
     runs: dict[str, Run]
-    metrics: dict[str, dict]
     seconds: float
+    report: Path | None = None
+
+
+def study_dataset(config: StudyConfig, kind: str, output: Path, retrain: bool, progress: Progress,
+                  runs: dict[str, Run]) -> DatasetStudy:
+    seed = config.train.seed
+    with progress.stage("data"):
+        dataset, dataset_path = prepare_dataset(config, kind, output / "data", progress)
+    names = {model_kind: f"{kind}-{model_kind}" for model_kind in config.models}
+    with progress.stage("training"):
+        for model_kind, name in names.items():
+            runs[name] = prepare_run(config, dataset, dataset_path, model_kind, output / "runs" / name, retrain,
+                                     progress)
+    analyses: dict[str, RunAnalysis] = {}
+    models = {}
+    with progress.stage("evaluation", f"[evaluate] {', '.join(names.values())}"):
+        for name in names.values():
+            run = runs[name]
+            evaluate_run(run, dataset)
+            models[name] = run.load_model()
+            latents = run_latents(run, dataset, models[name])
+            errors = read_npz(run.path / EVALUATION_FILE)["frobenius"]
+            reconstructions = decode(models[name], latents.mean[dataset.test_idx])
+            analyses[name] = RunAnalysis(name=name, kind=run.kind, latents=latents, errors=errors,
+                                         reconstructions=reconstructions)
+    with progress.stage("oracle", f"[oracle] calibrating on {kind} reconstructions"):
+        oracle = calibrate_oracle(dataset, [a.reconstructions for a in analyses.values()])
+        accuracy, test_reading = oracle_accuracy(oracle, dataset)
+        for name in names.values():
+            write_json(runs[name].path / ORACLE_FILE, oracle.to_dict())
+    study = DatasetStudy(kind=kind, dataset=dataset, oracle=oracle, runs=analyses)
+    oracle_state = {k: v for k, v in oracle.to_dict().items() if k != "axis"}
+    study.results = {"n_images": len(dataset), "n_test": int(len(dataset.test_idx)),
+                     "content_hash": dataset.content_hash, "oracle": oracle_state, "oracle_accuracy": accuracy}
+    for name, analysis in analyses.items():
+        rng = np.random.default_rng([seed, len(name)])
+        with progress.stage("analysis", f"[analyse] {name}"):
+            reconstruction_analysis(analysis, test_reading, oracle)
+            latent_structure(analysis, rng)
+            if kind == "gaussian":
+                explore_run(analysis, models[name], oracle, rng)
+            if "df" in dataset.factor_names:
+                knn_on_codes(analysis, dataset, seed)
+        write_json(runs[name].path / ANALYSIS_FILE, analysis.results)
+    if "df" in dataset.factor_names:
+        with progress.stage("analysis", f"[analyse] KNN baselines on {kind}"):
+            study.knn_baselines = knn_baselines(dataset, seed)
+        study.results["knn_baselines"] = {k: v.to_dict() for k, v in study.knn_baselines.items()}
+    return study
+
+
+def run_study(config: StudyConfig, output: Path, retrain: bool = False, progress: bool = True,
+              report: bool = True) -> StudyResult:
+    """Reproduce the whole study into ``output``; returns what the report was built from."""
+    started = time.perf_counter()
+    output = Path(output)
+    stages = Progress(progress)
+    runs: dict[str, Run] = {}
+    datasets = {kind: study_dataset(config, kind, output, retrain, stages, runs) for kind in config.datasets}
+    result = StudyResult(output=output, config=config, datasets=datasets, runs=runs, seconds=0.0)
+    results = {
+        "latent_atlas_version": __version__,
+        "config": config.to_dict(),
+        "datasets": {kind: study.results for kind, study in datasets.items()},
+        "runs": {name: {"kind": run.kind, "path": f"runs/{name}"} for name, run in runs.items()},
+    }
+    timings = results["timings"] = dict(stages.seconds)
+    timings["before_report"] = round(time.perf_counter() - started, 1)
+    write_json(output / RESULTS_FILE, results)
+    if report:
+        from ..report.build import build_report
+
+        with stages.stage("report", "[report] figures and HTML"):
+            result.report = build_report(result)
+        timings["report"] = stages.seconds["report"]
+    result.seconds = time.perf_counter() - started
+    timings["total"] = round(result.seconds, 1)
+    write_json(output / RESULTS_FILE, results)
+    print(summary_table(result))
+    where = f"report {result.report}" if result.report else f"files under {output}/"
+    print(f"\nstudy finished in {result.seconds:.0f} s; {where}")
+    return result
 
 
 def summary_table(result: StudyResult) -> str:
-    header = f"{'run':<20} {'epochs':>6} {'train s':>8} {'mean':>7} {'median':>7} {'p90':>7} {'p99':>7} {'max':>7}"
-    lines = ["test reconstruction error (Frobenius norm per image)", header, "-" * len(header)]
-    for name, metrics in result.metrics.items():
-        fro, training = metrics["test_frobenius"], metrics["training"]
-        lines.append(
-            f"{name:<20} {training['epochs_run']:>6} {training['seconds']:>8.1f} {fro['mean']:>7.3f} "
-            f"{fro['median']:>7.3f} {fro['p90']:>7.3f} {fro['p99']:>7.3f} {fro['max']:>7.3f}"
-        )
+    header = f"{'run':<16} {'epochs':>6} {'train s':>8} {'mean':>7} {'median':>7} {'p99':>7} {'max':>7} {'valid':>6} {'knn':>6}"
+    lines = ["test reconstruction error (Frobenius norm per image), valid decodes in empty regions, KNN df accuracy",
+             header, "-" * len(header)]
+    for study in result.datasets.values():
+        for name, analysis in study.runs.items():
+            metrics = result.runs[name].metrics()
+            fro, training = metrics["test_frobenius"], metrics["training"]
+            valid = analysis.results.get("exploration", {}).get("valid_decodes", {}).get("empty_regions", {})
+            knn = analysis.results.get("knn_df", {})
+            valid_text = f"{valid['fraction']:.2f}" if valid.get("fraction") is not None else "-"
+            knn_text = f"{knn['accuracy']:.3f}" if knn else "-"
+            lines.append(
+                f"{name:<16} {training['epochs_run']:>6} {training['seconds']:>8.1f} {fro['mean']:>7.3f} "
+                f"{fro['median']:>7.3f} {fro['p99']:>7.3f} {fro['max']:>7.3f} {valid_text:>6} {knn_text:>6}"
+            )
     return "\n".join(lines)
-
-
-def run_study(config: StudyConfig, output: Path, retrain: bool = False, progress: bool = True) -> StudyResult:
-    started = time.perf_counter()
-    output = Path(output)
-    runs: dict[str, Run] = {}
-    metrics: dict[str, dict] = {}
-    for dataset_kind in config.datasets:
-        dataset, dataset_path = prepare_dataset(config, dataset_kind, output / "data", progress)
-        if dataset_kind != "gaussian":
-            continue
-        for model_kind in config.models:
-            name = f"{dataset_kind}-{model_kind}"
-            run = prepare_run(config, dataset, dataset_path, model_kind, output / "runs" / name, retrain, progress)
-            metrics[name] = {**run.metrics(), **evaluate_run(run, dataset)}
-            runs[name] = run
-    result = StudyResult(output=output, runs=runs, metrics=metrics, seconds=time.perf_counter() - started)
-    print(summary_table(result))
-    print(f"\nstudy finished in {result.seconds:.0f} s; files under {output}/ (data/, runs/)")
-    return result

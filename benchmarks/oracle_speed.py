@@ -1,0 +1,126 @@
+"""Speed and accuracy of the heatmap oracle on the default datasets.
+
+    .venv/bin/python benchmarks/oracle_speed.py [--calls 300] [--clients 8] [--run RUN_DIR]
+
+Prints: accuracy against the generator (max / p99 relative variance error, absolute rho error, df
+classification) on the gaussian and Student t datasets; single-image latency (wall and CPU, p50 / p99)
+on real images, noisy images and, with --run, decodes of random latent points (what the explorer sends);
+the same under --clients concurrent threads in one process; throughput on 2,000 images and on the full
+datasets. Bounded: about a minute on 2 cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import threading
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from latent_atlas.config import DataConfig
+from latent_atlas.data import HeatmapDataset, make_dataset
+from latent_atlas.oracle import HeatmapOracle
+
+
+def _accuracy(name: str, oracle: HeatmapOracle, dataset: HeatmapDataset, rows: np.ndarray) -> None:
+    result = oracle.recover(dataset.images[rows])
+    true = dataset.factors[rows]
+    parts = []
+    for k, factor in enumerate(("var_x", "var_y", "rho")):
+        error = np.abs(result.factors[:, k] - true[:, k]) / (true[:, k] if k < 2 else 1.0)
+        parts.append(f"{factor} {'rel' if k < 2 else 'abs'} max {error.max():.1e} p99 {np.percentile(error, 99):.1e}")
+    if "df" in dataset.factor_names:
+        df, true_df = result.factor("df"), true[:, 3]
+        parts.append(f"df>20 accuracy {np.mean((df > 20) == (true_df > 20)):.4f} ({len(df)} images), "
+                     f"df rel max {np.max(np.abs(df / true_df - 1)):.1e}")
+    parts.append(f"residual max {result.residual.max():.1e}")
+    print(f"  {name:<28} " + "; ".join(parts))
+
+
+def _latencies(call: Callable[[np.ndarray], object], images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    call(images[0])  # warm-up
+    wall, cpu = [], []
+    for image in images:
+        started, started_cpu = time.perf_counter(), time.thread_time()
+        call(image)
+        cpu.append(time.thread_time() - started_cpu)
+        wall.append(time.perf_counter() - started)
+    return np.array(wall) * 1e3, np.array(cpu) * 1e3
+
+
+def _concurrent(call: Callable[[np.ndarray], object], images: np.ndarray, clients: int) -> np.ndarray:
+    walls: list[np.ndarray] = [np.empty(0)] * clients
+
+    def client(i: int) -> None:
+        walls[i] = _latencies(call, images[i::clients])[0]
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return np.concatenate(walls)
+
+
+def _decoded_images(run_dir: str, n: int, seed: int) -> np.ndarray:
+    from latent_atlas.models.inference import decode, encode
+    from latent_atlas.training import load_run
+
+    run = load_run(run_dir)
+    model, dataset = run.load_model(), run.load_dataset()
+    codes, _ = encode(model, dataset.images[dataset.test_idx])
+    rng = np.random.default_rng(seed)
+    points = codes.mean(0) + 1.5 * codes.std(0) * rng.standard_normal((n, codes.shape[1]))  # beyond the data too
+    return decode(model, points)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--calls", type=int, default=300, help="single-image calls per latency measurement")
+    parser.add_argument("--clients", type=int, default=8, help="concurrent threads for the shared-process test")
+    parser.add_argument("--run", default=None, help="a gaussian run folder: also time decodes of random codes")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    rng = np.random.default_rng(args.seed)
+
+    datasets = {kind: make_dataset(DataConfig(kind=kind)) for kind in ("gaussian", "student_t")}
+    oracles = {kind: HeatmapOracle.for_dataset(ds) for kind, ds in datasets.items()}
+    gaussian = datasets["gaussian"]
+
+    print("accuracy against the generator")
+    for kind, dataset in datasets.items():
+        _accuracy(f"{kind} test split", oracles[kind], dataset, dataset.test_idx)
+        _accuracy(f"{kind} all {len(dataset)}", oracles[kind], dataset, np.arange(len(dataset)))
+    random = make_dataset(DataConfig(sampling="random", seed=args.seed))
+    _accuracy("gaussian random factors", oracles["gaussian"], random, np.arange(len(random)))
+
+    test = gaussian.images[gaussian.test_idx[rng.permutation(len(gaussian.test_idx))[: args.calls]]]
+    inputs = {
+        "gaussian real": (oracles["gaussian"], test),
+        "gaussian noisy (sigma 0.02)": (oracles["gaussian"], test + rng.normal(0.0, 0.02, test.shape)),
+        "student_t real": (oracles["student_t"], datasets["student_t"].images[: len(test) * 37 : 37]),
+    }
+    if args.run:
+        decoded = _decoded_images(args.run, args.calls, args.seed)
+        inputs["gaussian decoded random codes"] = (oracles["gaussian"], decoded)
+    print(f"single-image latency in ms over {args.calls} calls (one thread; then {args.clients} threads sharing "
+          "one process)")
+    for name, (oracle, images) in inputs.items():
+        wall, cpu = _latencies(oracle.recover, images)
+        shared = _concurrent(oracle.recover, images, args.clients)
+        print(f"  {name:<30} wall p50 {np.percentile(wall, 50):.2f} p99 {np.percentile(wall, 99):.2f} | "
+              f"cpu p50 {np.percentile(cpu, 50):.2f} p99 {np.percentile(cpu, 99):.2f} max {cpu.max():.2f} | "
+              f"{args.clients} clients wall p50 {np.percentile(shared, 50):.2f} p99 {np.percentile(shared, 99):.2f}")
+
+    print("throughput")
+    for kind, dataset in datasets.items():
+        for n in (2000, len(dataset)):
+            started = time.perf_counter()
+            oracles[kind].recover(dataset.images[:n])
+            elapsed = time.perf_counter() - started
+            print(f"  {kind:<10} {n:>6} images: {elapsed:.2f} s ({n / elapsed:,.0f} images/s)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Figures, interactive plots and the one-file HTML report built from analysis results."""

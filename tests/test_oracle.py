@@ -1,0 +1,329 @@
+import json
+
+import numpy as np
+import pytest
+import scipy.linalg
+from scipy.stats import multivariate_normal, multivariate_t
+
+from latent_atlas.config import DataConfig, FactorRange
+from latent_atlas.data import make_dataset, render_heatmaps
+from latent_atlas.errors import AtlasError
+from latent_atlas.oracle import (
+    FAMILIES,
+    HeatmapOracle,
+    OracleResult,
+    _Grid,
+    _heatmap_and_jacobian,
+    _quadratic_form_start,
+    _to_factors,
+    _to_theta,
+    covariance_distance,
+    covariance_matrices,
+    recover_factors,
+)
+
+AXIS = np.linspace(-3.0, 3.0, 36)
+
+
+def scipy_heatmap(theta: np.ndarray, axis: np.ndarray) -> np.ndarray:
+    """Independent reference: scipy's density at theta = (log var_x, log var_y, atanh rho[, log df]), / grid max."""
+    var_x, var_y, rho = np.exp(theta[0]), np.exp(theta[1]), np.tanh(theta[2])
+    cov_xy = rho * np.sqrt(var_x * var_y)
+    cov = [[var_x, cov_xy], [cov_xy, var_y]]
+    dist = multivariate_normal([0, 0], cov) if len(theta) == 3 else multivariate_t([0, 0], cov, df=np.exp(theta[3]))
+    x, y = np.meshgrid(axis, axis)
+    density = dist.pdf(np.stack([x.ravel(), y.ravel()], axis=1))
+    return density / density.max()
+
+
+def relative_errors(recovered: np.ndarray, true: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(N, 2) relative variance errors and (N,) absolute rho errors."""
+    return np.abs(recovered[:, :2] / true[:, :2] - 1), np.abs(recovered[:, 2] - true[:, 2])
+
+
+@pytest.fixture(scope="module")
+def gaussian_full():
+    return make_dataset(DataConfig())
+
+
+@pytest.fixture(scope="module")
+def student_t_full():
+    return make_dataset(DataConfig(kind="student_t"))
+
+
+@pytest.mark.parametrize("axis", [AXIS, np.linspace(-3.0, 3.0, 11)], ids=["even grid", "odd grid with 0"])
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_jacobian_matches_finite_differences_of_scipy_densities(axis, family):
+    thetas = np.array([
+        [0.3, -0.5, 0.4, np.log(3.0)],
+        [np.log(4.9), np.log(0.1), np.arctanh(0.95), np.log(200.0)],  # elongated: peak away from the centre
+        [np.log(4.9), np.log(4.9), np.arctanh(-0.85), np.log(2.0)],
+    ])[:, : len(FAMILIES[family])]
+    f, jacobian = _heatmap_and_jacobian(thetas, _Grid.build(axis))
+    step = 1e-6
+    for n, theta in enumerate(thetas):
+        np.testing.assert_allclose(f[n], scipy_heatmap(theta, axis), atol=1e-10)
+        for k in range(len(theta)):
+            shift = np.eye(len(theta))[k] * step
+            numeric = (scipy_heatmap(theta + shift, axis) - scipy_heatmap(theta - shift, axis)) / (2 * step)
+            np.testing.assert_allclose(jacobian[n, k], numeric, atol=1e-7)
+
+
+@pytest.mark.parametrize("kind", ["gaussian", "student_t"])
+def test_quadratic_form_start_is_exact_on_clean_heatmaps(kind):
+    dataset = make_dataset(DataConfig(kind=kind, sampling="random", n_samples=200, seed=3))
+    start, ok = _quadratic_form_start(dataset.images.reshape(200, -1).astype(np.float64),
+                                      _Grid.build(dataset.axis), kind)
+    assert ok.all()
+    variance_error, rho_error = relative_errors(start, dataset.factors)
+    assert variance_error.max() < 1e-4 and rho_error.max() < 1e-4  # the grid truncation does not bias it
+    if kind == "student_t":
+        np.testing.assert_array_equal(start[:, 3], dataset.factors[:, 3])  # 2 and 200 lie on the df profile
+
+
+def test_default_gaussian_dataset_is_recovered_within_the_targets(gaussian_full):
+    factors, residual = recover_factors(gaussian_full.images, gaussian_full.axis)
+    variance_error, rho_error = relative_errors(factors, gaussian_full.factors)
+    # Targets: variances within 2 %, rho within 0.02. Measured: about 3e-8 and 2e-8 (float32 images).
+    assert variance_error.max() < 1e-5
+    assert rho_error.max() < 1e-5
+    assert residual.max() < 1e-5
+
+
+def test_randomly_sampled_factors_are_recovered():
+    dataset = make_dataset(DataConfig(sampling="random", n_samples=1000, seed=7))
+    result = HeatmapOracle.for_dataset(dataset).recover(dataset.images)
+    variance_error, rho_error = relative_errors(result.factors, dataset.factors)
+    assert variance_error.max() < 1e-5 and rho_error.max() < 1e-5
+    assert result.residual.max() < 1e-5
+
+
+def test_student_t_dataset_recovers_factors_and_tells_df_2_from_200(student_t_full):
+    dataset = student_t_full
+    test = dataset.test_idx
+    result = HeatmapOracle.for_dataset(dataset).recover(dataset.images[test])
+    assert result.factor_names == ("var_x", "var_y", "rho", "df")
+    variance_error, rho_error = relative_errors(result.factors, dataset.factors[test])
+    assert variance_error.max() < 1e-5 and rho_error.max() < 1e-5
+    true_df = dataset.factor("df")[test]
+    assert set(np.unique(true_df)) == {2.0, 200.0}
+    np.testing.assert_array_equal(result.factor("df") > 20.0, true_df > 20.0)  # every image classified right
+    np.testing.assert_allclose(result.factor("df"), true_df, rtol=1e-3)
+    noisy = dataset.images[test[::4]] + np.random.default_rng(8).normal(0.0, 0.01, (len(test[::4]), 36, 36))
+    noisy_df = recover_factors(noisy, dataset.axis, "student_t")[0][:, 3]
+    np.testing.assert_array_equal(noisy_df > 20.0, true_df[::4] > 20.0)
+
+
+def test_student_t_df_off_the_start_profile_is_found_by_the_refinement():
+    config = DataConfig(kind="student_t", sampling="random", n_samples=300, df_heavy=3.5, df_light=50.0, seed=2)
+    dataset = make_dataset(config)
+    factors, residual = recover_factors(dataset.images, dataset.axis, "student_t")
+    np.testing.assert_allclose(factors, dataset.factors, rtol=1e-4, atol=1e-5)
+    assert residual.max() < 1e-5
+
+
+def test_tiny_grids_are_recovered(tiny_dataset, tiny_t_dataset):
+    for dataset in (tiny_dataset, tiny_t_dataset):
+        result = HeatmapOracle.for_dataset(dataset).recover(dataset.images)
+        np.testing.assert_allclose(result.factors, dataset.factors, rtol=1e-5, atol=1e-6)
+
+
+def test_residual_is_zero_on_real_images_and_grows_like_the_added_noise(gaussian_full):
+    rng = np.random.default_rng(0)
+    images = gaussian_full.images[gaussian_full.test_idx[:300]]
+    medians = []
+    for sigma in (0.0, 0.003, 0.01, 0.03):
+        noisy = images + rng.normal(0.0, sigma, images.shape)
+        medians.append(np.median(recover_factors(noisy, AXIS)[1]))
+        # White noise mostly lies off the 3-parameter family: residual ~ sigma * sqrt(pixels - 3).
+        np.testing.assert_allclose(medians[-1], sigma * np.sqrt(36 * 36 - 3), rtol=0.05, atol=1e-6)
+    assert medians[0] < 1e-6 and np.all(np.diff(medians) > 0)
+
+
+def test_mild_noise_keeps_factors_within_the_targets(gaussian_full):
+    rng = np.random.default_rng(1)
+    test = gaussian_full.test_idx[::5]
+    noisy = gaussian_full.images[test] + rng.normal(0.0, 0.002, (len(test), 36, 36))
+    variance_error, rho_error = relative_errors(recover_factors(noisy, AXIS)[0], gaussian_full.factors[test])
+    assert variance_error.max() < 0.02 and rho_error.max() < 0.02
+
+
+def test_batch_results_equal_single_image_results(gaussian_full):
+    rng = np.random.default_rng(2)
+    images = gaussian_full.images[::997] + rng.normal(0.0, 0.05, (12, 36, 36))  # needs different iteration counts
+    oracle = HeatmapOracle(AXIS)
+    batch = oracle.recover(images)
+    for n, image in enumerate(images):
+        single = oracle.recover(image)  # a 2-D image is a batch of one
+        assert single.factors.shape == (1, 3) and single.residual.shape == (1,)
+        np.testing.assert_allclose(single.factors[0], batch.factors[n], rtol=1e-10)
+        np.testing.assert_allclose(single.residual[0], batch.residual[n], rtol=1e-10)
+
+
+def test_images_unlike_any_heatmap_get_finite_factors_and_large_residuals(gaussian_full):
+    blob = gaussian_full.images[300]
+    two_blobs = np.maximum(np.roll(blob, 8, axis=1), np.roll(blob, -8, axis=1))
+    images = np.stack([np.zeros((36, 36)), np.ones((36, 36)), -np.ones((36, 36)), two_blobs,
+                       np.random.default_rng(3).uniform(size=(36, 36))])
+    for family in FAMILIES:
+        result = HeatmapOracle(AXIS, family).recover(images)
+        assert np.all(np.isfinite(result.factors)) and np.all(result.factors[:, :2] > 0)
+        assert np.all(np.abs(result.factor("rho")) < 1)
+        assert np.all(result.residual > 0.1)
+        fitted = HeatmapOracle(AXIS, family).render(result.factors)
+        np.testing.assert_allclose(np.linalg.norm((images - fitted).reshape(5, -1), axis=1), result.residual, rtol=1e-5)
+
+
+def test_render_gives_the_generators_heatmap(gaussian_full):
+    oracle = HeatmapOracle.for_dataset(gaussian_full)
+    np.testing.assert_array_equal(oracle.render(gaussian_full.factors[:50]), gaussian_full.images[:50])
+
+
+def test_fit_sets_the_threshold_to_the_calibration_quantile_and_flags_validity(gaussian_full):
+    rng = np.random.default_rng(4)
+    images = gaussian_full.images[gaussian_full.test_idx[:200]]
+    calibration = images + rng.normal(0.0, 0.01, images.shape)
+    oracle = HeatmapOracle(AXIS, quantile=0.9)
+    assert oracle.recover(images[:3]).valid is None  # not fitted yet
+    assert oracle.fit(calibration) is oracle
+    residuals = recover_factors(calibration, AXIS)[1]
+    assert oracle.threshold_ == pytest.approx(np.quantile(residuals, 0.9))
+    assert oracle.n_calibration_ == 200 and oracle.median_residual_ == pytest.approx(np.median(residuals))
+    assert oracle.recover(calibration).valid.mean() == pytest.approx(0.9, abs=0.01)
+    assert oracle.recover(images).valid.all()  # real images are always valid
+    assert not oracle.recover(images + rng.normal(0.0, 0.05, images.shape)).valid.any()
+
+
+def test_json_round_trip_keeps_the_oracle(gaussian_full):
+    oracle = HeatmapOracle.for_dataset(gaussian_full, quantile=0.95)
+    assert HeatmapOracle.from_dict(json.loads(json.dumps(oracle.to_dict()))).threshold_ is None
+    noisy = gaussian_full.images[:40] + np.random.default_rng(5).normal(0.0, 0.01, (40, 36, 36))
+    oracle.fit(noisy)
+    state = json.loads(json.dumps(oracle.to_dict()))
+    assert state["calibration"] == {"n": 40, "median_residual": oracle.median_residual_}
+    restored = HeatmapOracle.from_dict(state)
+    assert (restored.family, restored.quantile, restored.threshold_) == ("gaussian", 0.95, oracle.threshold_)
+    np.testing.assert_array_equal(restored.axis, gaussian_full.axis)
+    a, b = oracle.recover(noisy), restored.recover(noisy)
+    np.testing.assert_array_equal(a.factors, b.factors)
+    np.testing.assert_array_equal(a.valid, b.valid)
+
+
+def test_from_dict_rejects_broken_state():
+    with pytest.raises(AtlasError, match="unreadable oracle state"):
+        HeatmapOracle.from_dict({"family": "gaussian"})
+    with pytest.raises(AtlasError, match="unknown oracle family"):
+        HeatmapOracle.from_dict({**HeatmapOracle(AXIS).to_dict(), "family": "cauchy"})
+
+
+def test_result_factor_by_name():
+    result = HeatmapOracle(AXIS).recover(render_heatmaps([2.0], [0.5], [0.3], AXIS))
+    assert isinstance(result, OracleResult) and len(result) == 1
+    np.testing.assert_allclose(result.factor("var_y"), [0.5], rtol=1e-6)
+    with pytest.raises(AtlasError, match="unknown factor 'df'"):
+        result.factor("df")
+
+
+@pytest.mark.parametrize(
+    ("images", "message"),
+    [
+        (np.zeros(36), "shape"),
+        (np.zeros((2, 2, 36, 36)), "shape"),
+        (np.zeros((3, 12, 12)), "12x12 but the oracle's grid is 36x36"),
+        (np.full((2, 36, 36), np.nan), "NaN or infinite"),
+        (np.full((36, 36), np.inf), "NaN or infinite"),
+        ([["a"]], "numeric array"),
+    ],
+)
+def test_bad_images_raise_one_clear_line(images, message):
+    with pytest.raises(AtlasError, match=message) as info:
+        HeatmapOracle(AXIS).recover(images)
+    assert "\n" not in str(info.value)
+
+
+def test_bad_construction_and_calibration_raise_atlas_errors():
+    with pytest.raises(AtlasError, match="unknown oracle family 'cauchy'"):
+        HeatmapOracle(AXIS, family="cauchy")
+    with pytest.raises(AtlasError, match="unknown oracle family"):
+        recover_factors(np.zeros((36, 36)), AXIS, family="normal")
+    with pytest.raises(AtlasError, match="axis"):
+        HeatmapOracle(AXIS[::-1])
+    with pytest.raises(AtlasError, match="quantile"):
+        HeatmapOracle(AXIS, quantile=1.5)
+    with pytest.raises(AtlasError, match="at least one calibration image"):
+        HeatmapOracle(AXIS).fit(np.zeros((0, 36, 36)))
+
+
+def rotated(factors: np.ndarray, angle: float) -> np.ndarray:
+    """The factors of R Sigma R^T: the same heatmap turned by ``angle``."""
+    rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    cov = rotation @ covariance_matrices(factors) @ rotation.T
+    var_x, var_y = cov[:, 0, 0], cov[:, 1, 1]
+    return np.stack([var_x, var_y, cov[:, 0, 1] / np.sqrt(var_x * var_y)], axis=1)
+
+
+def random_factors(rng: np.random.Generator, n: int) -> np.ndarray:
+    return np.column_stack([rng.uniform(0.1, 4.9, n), rng.uniform(0.1, 4.9, n), rng.uniform(-0.95, 0.95, n)])
+
+
+def test_covariance_distances_match_scipy_references():
+    rng = np.random.default_rng(6)
+    a, b = random_factors(rng, 20), random_factors(rng, 20)
+    cov_a, cov_b = covariance_matrices(a), covariance_matrices(b)
+    affine = [np.sqrt(np.sum(np.log(scipy.linalg.eigh(y, x, eigvals_only=True)) ** 2)) for x, y in zip(cov_a, cov_b)]
+    log_euclid = [np.linalg.norm(scipy.linalg.logm(x) - scipy.linalg.logm(y)) for x, y in zip(cov_a, cov_b)]
+    np.testing.assert_allclose(covariance_distance(a, b), affine, rtol=1e-9)
+    np.testing.assert_allclose(covariance_distance(a, b, "log_euclidean"), log_euclid, rtol=1e-9)
+    np.testing.assert_allclose(covariance_distance(a, b, "frobenius"), np.linalg.norm(cov_a - cov_b, axis=(1, 2)))
+    # Relative: doubling one variance costs log 2 whatever its size.
+    doubled = covariance_distance([[0.1, 1.0, 0.0], [2.0, 1.0, 0.0]], [[0.2, 1.0, 0.0], [4.0, 1.0, 0.0]])
+    np.testing.assert_allclose(doubled, [np.log(2.0)] * 2)
+
+
+@pytest.mark.parametrize("metric", ["affine_invariant", "log_euclidean", "frobenius"])
+def test_covariance_distance_is_a_rotation_invariant_symmetric_distance(metric):
+    rng = np.random.default_rng(7)
+    a, b = random_factors(rng, 50), random_factors(rng, 50)
+    d = covariance_distance(a, b, metric)
+    assert np.all(d > 0)
+    np.testing.assert_allclose(covariance_distance(b, a, metric), d, rtol=1e-9)
+    np.testing.assert_allclose(covariance_distance(a, a, metric), 0.0, atol=1e-12)
+    for angle in (0.3, np.pi / 2, 2.0):
+        np.testing.assert_allclose(covariance_distance(rotated(a, angle), rotated(b, angle), metric), d, rtol=1e-7)
+    with_df = np.column_stack([a, np.full(50, 2.0)])
+    np.testing.assert_array_equal(covariance_distance(with_df, b, metric), d)  # df is ignored
+
+
+def test_covariance_distance_rejects_bad_input():
+    with pytest.raises(AtlasError, match="unknown covariance metric"):
+        covariance_distance([[1.0, 1.0, 0.0]], [[1.0, 1.0, 0.0]], metric="wasserstein")
+    with pytest.raises(AtlasError, match="differ in length"):
+        covariance_distance(np.ones((2, 3)) * 0.5, np.ones((3, 3)) * 0.5)
+    with pytest.raises(AtlasError, match="positive finite variances"):
+        covariance_distance([[1.0, -1.0, 0.0]], [[1.0, 1.0, 0.0]])
+    with pytest.raises(AtlasError, match="columns var_x, var_y, rho"):
+        covariance_distance(np.ones((2, 2)), np.ones((2, 2)))
+
+
+def test_parametrisation_round_trips_and_clips_into_the_box():
+    factors = np.array([[0.1, 4.9, -0.95, 2.0], [1e-6, 1e6, 1.0, 1e9]])
+    np.testing.assert_allclose(_to_factors(_to_theta(factors))[0], factors[0])
+    np.testing.assert_allclose(_to_factors(_to_theta(factors))[1], [1e-3, 1e3, 0.999, 1e4])
+
+
+@pytest.mark.slow
+def test_full_student_t_dataset_is_recovered(student_t_full):
+    result = HeatmapOracle.for_dataset(student_t_full).recover(student_t_full.images)
+    variance_error, rho_error = relative_errors(result.factors, student_t_full.factors)
+    assert variance_error.max() < 1e-5 and rho_error.max() < 1e-5
+    np.testing.assert_array_equal(result.factor("df") > 20.0, student_t_full.factor("df") > 20.0)
+
+
+def test_factor_range_grid_variances_reach_the_truncated_corner():
+    """The corner the seed warns about: largest variances, where rho barely changes the image."""
+    config = DataConfig(var_x=FactorRange(values=(4.5, 4.9)), var_y=FactorRange(values=(4.7, 4.9)),
+                        rho=FactorRange(start=-0.95, stop=0.85, step=0.1))
+    dataset = make_dataset(config)
+    factors, _ = recover_factors(dataset.images, dataset.axis)
+    variance_error, rho_error = relative_errors(factors, dataset.factors)
+    assert variance_error.max() < 1e-5 and rho_error.max() < 1e-5
