@@ -20,6 +20,7 @@ STUDY_TOML = {
              "var_y": {"start": 0.1, "stop": 4.9, "step": 0.8}, "rho": {"start": -0.9, "stop": 0.9, "step": 0.3}},
     "model": {"channels": [4, 8], "hidden_dims": [32]},
     "train": {"epochs": 2, "batch_size": 32},
+    "study": {"latent_dims": [2, 4]},
 }
 
 
@@ -55,13 +56,14 @@ def tiny_study(tmp_path_factory):
 
 def test_report_has_every_section_and_figure(tiny_study):
     html = tiny_study.report.read_text()
-    for section in SECTIONS:
+    for section in SECTIONS + ("dimension",):
         assert f'id="{section}"' in html, section
     figures = sorted(p.name for p in (tiny_study.output / "figures").glob("*.png"))
     for expected in ("gaussian-samples.png", "student_t-samples.png", "training.png", "gaussian-errors.png",
                      "gaussian-worst.png", "gaussian-density.png", "gaussian-valid.png", "student_t-knn.png",
                      "gaussian-vae-projections.png", "gaussian-ae-path-isovariance.png",
-                     "gaussian-vae-path-empty_region.png", "gaussian-vae-path-bounding_upper.png"):
+                     "gaussian-vae-path-empty_region.png", "gaussian-vae-path-bounding_upper.png", "gaussian-sweep.png",
+                     "gaussian-vae-d4-embeddings.png"):
         assert expected in figures
     # Every PNG beside the report is also inline in it, and four interactive 3-D plots are embedded.
     assert html.count('data-file="figures/') == len(figures)
@@ -90,7 +92,7 @@ def test_every_number_agrees_with_its_file(tiny_study):
 
 
 def test_run_folders_hold_the_analysis_files(tiny_study):
-    for name in ("gaussian-vae", "gaussian-ae", "student_t-vae", "student_t-ae"):
+    for name in ("gaussian-vae", "gaussian-ae", "student_t-vae", "student_t-ae", "gaussian-vae-d2", "gaussian-vae-d4"):
         run = tiny_study.output / "runs" / name
         for file in ("config.json", "model.safetensors", "metrics.json", "analysis.json", "oracle.json", "latents.npz"):
             assert (run / file).is_file(), (name, file)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from ..errors import AtlasError
@@ -26,7 +28,10 @@ def project(codes: np.ndarray, method: str = "pca", n_components: int = 3, seed:
         perplexity = float(min(30.0, max(5.0, (len(codes) - 1) / 3)))
         return TSNE(n_components=n_components, perplexity=perplexity, init="pca", random_state=seed).fit_transform(codes)
     try:
-        import umap
+        with warnings.catch_warnings():  # umap-learn warns on import that its TensorFlow variant is unavailable
+            warnings.simplefilter("ignore", ImportWarning)
+            import umap
     except ImportError:
         raise AtlasError("UMAP needs the optional package umap-learn: pip install 'latent-atlas[umap]'") from None
-    return umap.UMAP(n_components=n_components, random_state=seed).fit_transform(codes)
+    # A fixed random_state makes UMAP single-threaded; n_jobs=1 says so rather than letting it warn.
+    return umap.UMAP(n_components=n_components, random_state=seed, n_jobs=1).fit_transform(codes)

@@ -22,8 +22,8 @@ from .figures_compare import (
     valid_fraction_figure,
     worst_examples_figure,
 )
-from .figures_data import reconstruction_examples, sample_grid, training_curves
-from .figures_latent import image_strip, path_overlay, projection_grid, scatter3d
+from .figures_data import dimension_figure, reconstruction_examples, sample_grid, training_curves
+from .figures_latent import embedding_grid, image_strip, path_overlay, projection_grid, scatter3d
 from .html import FigureStore, NumberSources, json_pretty, plotly_div, plotly_js
 
 if TYPE_CHECKING:
@@ -123,6 +123,17 @@ def _dataset_figures(figures: FigureStore, study: DatasetStudy, out: dict[str, M
                 label = "empty regions (farthest from codes first)" if region == "empty_points" else "the prior"
                 out[f"{name}/{region}"] = _strip(figures, f"{name}-{region}", subset, extent,
                                                  f"{name}: decodes from {label}")
+    for name, analysis in {**runs, **study.sweep}.items():
+        if analysis.embeddings:
+            out[f"{name}/embeddings"] = figures.png(
+                embedding_grid(analysis.latents, analysis.embeddings, analysis.embedding_index), f"{name}-embeddings",
+                f"{name}: {analysis.latents.latent_dim}-D codes embedded in 2-D by {', '.join(analysis.embeddings)}",
+                dpi=72)
+    if study.sweep:
+        analyses = {**runs, **study.sweep}
+        out[f"{kind}/sweep"] = figures.png(
+            dimension_figure({dim: analyses[name].results for dim, name in vaes_by_dimension(study)}),
+            f"{kind}-sweep", "The effect of the latent dimension on the VAE (test split; prior decodes)")
     if any(a.paths for a in runs.values()):
         fractions = {
             region: {n: a.results["exploration"]["valid_decodes"][region] for n, a in runs.items()}
@@ -134,6 +145,14 @@ def _dataset_figures(figures: FigureStore, study: DatasetStudy, out: dict[str, M
         results = {n: {**a.knn, **study.knn_baselines} for n, a in runs.items()}
         out[f"{kind}/knn"] = figures.png(knn_figure(results), f"{kind}-knn",
                                         "KNN prediction of heavy tails (df) with 95 % bootstrap intervals")
+
+
+def vaes_by_dimension(study: DatasetStudy) -> list[tuple[int, str]]:
+    """(latent dimension, run name) of the dataset's VAEs, the sweep's and the main one, when a sweep was run."""
+    if not study.sweep:
+        return []
+    analyses = {**study.runs, **study.sweep}
+    return sorted({a.latents.latent_dim: name for name, a in analyses.items() if a.kind == "vae"}.items())
 
 
 def _take(reading, order):
@@ -165,6 +184,7 @@ def build_report(result: StudyResult) -> Path:
         config=result.config,
         config_json=json_pretty(result.config.to_dict()),
         datasets=result.datasets,
+        sweep_runs=vaes_by_dimension(result.datasets["gaussian"]) if "gaussian" in result.datasets else [],
         runs={name: RunNumbers(sources, name) for name in result.runs},
         run_kinds={name: run.kind for name, run in result.runs.items()},
         results=lambda key, fmt=".3f": sources.num("results.json", key, fmt),

@@ -75,6 +75,35 @@ def projection_grid(latents: LatentCodes, factors: Sequence[str] = ("var_x", "va
     return fig
 
 
+def embedding_grid(latents: LatentCodes, embeddings: Mapping[str, np.ndarray], index: np.ndarray,
+                   factors: Sequence[str] = ("var_x", "var_y", "rho", "var_diff")) -> Figure:
+    """2-D embeddings of the codes (rows: PCA, t-SNE, UMAP, ...), coloured by each factor (columns).
+
+    ``embeddings`` maps a method name to (M, 2) coordinates of the codes ``index`` (M,).
+    """
+    index = np.asarray(index)
+    for method, points in embeddings.items():
+        if np.shape(points) != (len(index), 2):
+            raise AtlasError(f"embedding {method!r} has shape {np.shape(points)}, expected ({len(index)}, 2)")
+    values = {name: latents.factor(name)[index] for name in factors}
+    order = _draw_order(len(index))
+    fig = Figure(figsize=(3.3 * len(factors), 3.0 * len(embeddings)), layout="constrained")
+    axes = fig.subplots(len(embeddings), len(factors), squeeze=False)
+    for row, (method, points) in enumerate(embeddings.items()):
+        for col, name in enumerate(factors):
+            ax = axes[row, col]
+            shown = ax.scatter(points[order, 0], points[order, 1], c=values[name][order], s=3, linewidths=0,
+                               cmap=FACTOR_COLOURMAPS.get(name, "viridis"), rasterized=True)
+            fig.colorbar(shown, ax=ax, shrink=0.85)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if col == 0:
+                ax.set_ylabel(method)
+            if row == 0:
+                ax.set_title(name)
+    return fig
+
+
 def image_strip(images: np.ndarray, recovered: Mapping[str, np.ndarray] | None = None, title: str = "",
                 extent: float = 3.0, true_factors: Mapping[str, np.ndarray] | None = None,
                 valid: np.ndarray | None = None) -> Figure:

@@ -26,6 +26,7 @@ from ..analysis.paths import (
     isovariance_path,
     typical_spacing,
 )
+from ..analysis.projection import project
 from ..analysis.traversals import angular_traversal, interpolate, latent_arithmetic, line_traversal
 from ..data import HeatmapDataset
 from ..errors import AtlasError
@@ -33,6 +34,8 @@ from ..models import Autoencoder
 from ..models.inference import decode
 from ..oracle import HeatmapOracle, OracleResult, covariance_distance
 
+EMBEDDING_METHODS = ("pca", "tsne", "umap")
+EMBEDDING_POINTS = 2000  # codes embedded by t-SNE / UMAP when the latent space has more than 3 dimensions
 N_EMPTY = 300  # latent points sampled in empty regions, per model
 N_PRIOR = 300  # prior draws decoded, per model
 N_WORST = 6
@@ -208,6 +211,8 @@ class RunAnalysis:
     empty_points: DecodedPath | None = None
     prior_points: DecodedPath | None = None
     knn: dict[str, KnnResult] = field(default_factory=dict)
+    embeddings: dict[str, np.ndarray] = field(default_factory=dict)  # method -> (M, 2), rows embedding_index
+    embedding_index: np.ndarray | None = None
 
 
 def reconstruction_analysis(analysis: RunAnalysis, test_reading: OracleResult, oracle: HeatmapOracle) -> None:
@@ -239,6 +244,25 @@ def latent_structure(analysis: RunAnalysis, rng: np.random.Generator) -> None:
     }
 
 
+def embed_codes(analysis: RunAnalysis, rng: np.random.Generator, seed: int) -> None:
+    """For latent dimension above 3: 2-D views of (a subsample of) the codes by PCA, t-SNE and UMAP."""
+    codes = analysis.latents.codes
+    if analysis.latents.latent_dim <= 3:
+        return
+    index = np.sort(rng.choice(len(codes), size=min(len(codes), EMBEDDING_POINTS), replace=False))
+    analysis.embedding_index = index
+    analysis.embeddings = {method: project(codes[index], method, n_components=2, seed=seed)
+                           for method in EMBEDDING_METHODS}
+
+
+def prior_decodes(analysis: RunAnalysis, model: Autoencoder, oracle: HeatmapOracle, rng: np.random.Generator) -> None:
+    """Generation quality: the fraction of decoded prior draws that are valid heatmaps."""
+    analysis.prior_points = decode_path(model, oracle, analysis.latents.codes, _as_path(
+        "prior", prior_points(N_PRIOR, analysis.latents.latent_dim, rng), "Draws from the prior N(0, I).",
+        connected=False))
+    analysis.results["prior_decodes"] = valid_fraction(analysis.prior_points.reading.valid)
+
+
 def explore_run(analysis: RunAnalysis, model: Autoencoder, oracle: HeatmapOracle, rng: np.random.Generator) -> None:
     """The seed's exploration for one model: every path decoded and read by the oracle, and the empty regions."""
     codes = analysis.latents.codes
@@ -251,9 +275,7 @@ def explore_run(analysis: RunAnalysis, model: Autoencoder, oracle: HeatmapOracle
     analysis.empty_points = decode_path(model, oracle, codes, _as_path(
         "empty_regions", empty, "Uniform points inside the codes' convex hull, farther from every code than 99 % of "
         "codes are from their nearest neighbour.", connected=False))
-    analysis.prior_points = decode_path(model, oracle, codes, _as_path(
-        "prior", prior_points(N_PRIOR, analysis.latents.latent_dim, rng), "Draws from the prior N(0, I).",
-        connected=False))
+    prior_decodes(analysis, model, oracle, rng)
     along_paths = np.concatenate([p.reading.valid for p in analysis.paths if p.name != "arithmetic"])
     arithmetic = next(p for p in analysis.paths if p.name == "arithmetic")
     analysis.results["exploration"] = {

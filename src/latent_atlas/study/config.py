@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from ..config import DataConfig, FactorRange, FrozenConfig, ModelConfig, TrainConfig, build, section
 
@@ -15,13 +15,28 @@ class StudyConfig(FrozenConfig):
     train: TrainConfig = TrainConfig()
     datasets: tuple[Literal["gaussian", "student_t"], ...] = Field(("gaussian", "student_t"), min_length=1)
     models: tuple[Literal["vae", "ae"], ...] = Field(("vae", "ae"), min_length=1)
+    latent_dims: tuple[int, ...] = Field(
+        (), description="extra VAEs on the gaussian data with these latent dimensions: the effect of dimension"
+    )
     quick: bool = False
+
+    @field_validator("latent_dims")
+    @classmethod
+    def _positive_dims(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if any(d < 1 for d in value):
+            raise ValueError(f"latent dimensions must be positive, got {list(value)}")
+        return tuple(sorted(set(value)))
 
     def data_for(self, kind: str) -> DataConfig:
         return build(DataConfig, {**self.data.to_dict(), "kind": kind}, section="data")
 
-    def model_for(self, kind: str) -> ModelConfig:
-        return build(ModelConfig, {**self.model.to_dict(), "kind": kind}, section="model")
+    def model_for(self, kind: str, latent_dim: int | None = None) -> ModelConfig:
+        return build(ModelConfig, {**self.model.to_dict(), "kind": kind}, section="model", latent_dim=latent_dim)
+
+    @property
+    def sweep_dims(self) -> tuple[int, ...]:
+        """The sweep's latent dimensions other than the main models' own."""
+        return tuple(d for d in self.latent_dims if d != self.model.latent_dim)
 
 
 # A demo in about a minute: a coarser factor grid (13 x 13 x 10 = 1,690 images) and fewer epochs.

@@ -33,11 +33,13 @@ from ..training.run import CONFIG_FILE, EVALUATION_FILE, MODEL_FILE, run_config
 from .analyses import (
     RunAnalysis,
     calibrate_oracle,
+    embed_codes,
     explore_run,
     knn_baselines,
     knn_on_codes,
     latent_structure,
     oracle_accuracy,
+    prior_decodes,
     reconstruction_analysis,
 )
 from .config import StudyConfig
@@ -92,9 +94,9 @@ def prepare_dataset(config: StudyConfig, kind: str, data_dir: Path, progress: Pr
 
 
 def prepare_run(config: StudyConfig, dataset: HeatmapDataset, dataset_path: Path, kind: str, run_dir: Path,
-                retrain: bool, progress: Progress) -> Run:
+                retrain: bool, progress: Progress, latent_dim: int | None = None) -> Run:
     """A trained run for this dataset and model kind: reused when finished with the same config, else trained."""
-    model_config = config.model_for(kind).for_images(dataset.image_shape)
+    model_config = config.model_for(kind, latent_dim).for_images(dataset.image_shape)
     wanted = run_config(dataset, dataset_path, model_config, config.train, run_dir)
     if not retrain and (run_dir / MODEL_FILE).is_file():
         if _same_config(read_json(run_dir / CONFIG_FILE, what="run config"), wanted):
@@ -117,6 +119,7 @@ class DatasetStudy:
     dataset: HeatmapDataset
     oracle: HeatmapOracle
     runs: dict[str, RunAnalysis] = field(default_factory=dict)  # by run name
+    sweep: dict[str, RunAnalysis] = field(default_factory=dict)  # extra VAEs of other latent dimensions
     knn_baselines: dict[str, KnnResult] = field(default_factory=dict)
     results: dict[str, Any] = field(default_factory=dict)
 
@@ -131,6 +134,39 @@ class StudyResult:
     report: Path | None = None
 
 
+def evaluated(run: Run, model, dataset: HeatmapDataset) -> RunAnalysis:
+    """Evaluate a run on the test split and gather what every analysis starts from."""
+    evaluate_run(run, dataset)
+    latents = run_latents(run, dataset, model)
+    errors = read_npz(run.path / EVALUATION_FILE)["frobenius"]
+    reconstructions = decode(model, latents.mean[dataset.test_idx])
+    return RunAnalysis(name=run.name, kind=run.kind, latents=latents, errors=errors, reconstructions=reconstructions)
+
+
+def latent_dimension_sweep(config: StudyConfig, study: DatasetStudy, dataset_path: Path, test_reading,
+                           output: Path, retrain: bool, progress: Progress, runs: dict[str, Run]) -> dict[str, RunAnalysis]:
+    """Extra VAEs on the same data, one per latent dimension: reconstruction, holes, generation quality."""
+    sweep = {}
+    seed = config.train.seed
+    for dim in config.sweep_dims:
+        name = f"{study.kind}-vae-d{dim}"
+        with progress.stage("training"):
+            runs[name] = prepare_run(config, study.dataset, dataset_path, "vae", output / "runs" / name, retrain,
+                                     progress, latent_dim=dim)
+        with progress.stage("analysis", f"[analyse] {name}"):
+            model = runs[name].load_model()
+            analysis = evaluated(runs[name], model, study.dataset)
+            rng = np.random.default_rng([seed, dim])
+            reconstruction_analysis(analysis, test_reading, study.oracle)
+            latent_structure(analysis, rng)
+            prior_decodes(analysis, model, study.oracle, rng)
+            embed_codes(analysis, rng, seed)
+        write_json(runs[name].path / ANALYSIS_FILE, analysis.results)
+        write_json(runs[name].path / ORACLE_FILE, study.oracle.to_dict())
+        sweep[name] = analysis
+    return sweep
+
+
 def study_dataset(config: StudyConfig, kind: str, output: Path, retrain: bool, progress: Progress,
                   runs: dict[str, Run]) -> DatasetStudy:
     seed = config.train.seed
@@ -141,18 +177,11 @@ def study_dataset(config: StudyConfig, kind: str, output: Path, retrain: bool, p
         for model_kind, name in names.items():
             runs[name] = prepare_run(config, dataset, dataset_path, model_kind, output / "runs" / name, retrain,
                                      progress)
-    analyses: dict[str, RunAnalysis] = {}
     models = {}
     with progress.stage("evaluation", f"[evaluate] {', '.join(names.values())}"):
         for name in names.values():
-            run = runs[name]
-            evaluate_run(run, dataset)
-            models[name] = run.load_model()
-            latents = run_latents(run, dataset, models[name])
-            errors = read_npz(run.path / EVALUATION_FILE)["frobenius"]
-            reconstructions = decode(models[name], latents.mean[dataset.test_idx])
-            analyses[name] = RunAnalysis(name=name, kind=run.kind, latents=latents, errors=errors,
-                                         reconstructions=reconstructions)
+            models[name] = runs[name].load_model()
+        analyses = {name: evaluated(runs[name], models[name], dataset) for name in names.values()}
     with progress.stage("oracle", f"[oracle] calibrating on {kind} reconstructions"):
         oracle = calibrate_oracle(dataset, [a.reconstructions for a in analyses.values()])
         accuracy, test_reading = oracle_accuracy(oracle, dataset)
@@ -167,11 +196,15 @@ def study_dataset(config: StudyConfig, kind: str, output: Path, retrain: bool, p
         with progress.stage("analysis", f"[analyse] {name}"):
             reconstruction_analysis(analysis, test_reading, oracle)
             latent_structure(analysis, rng)
+            embed_codes(analysis, rng, seed)
             if kind == "gaussian":
                 explore_run(analysis, models[name], oracle, rng)
             if "df" in dataset.factor_names:
                 knn_on_codes(analysis, dataset, seed)
         write_json(runs[name].path / ANALYSIS_FILE, analysis.results)
+    if kind == "gaussian" and config.sweep_dims:
+        study.sweep = latent_dimension_sweep(config, study, dataset_path, test_reading, output, retrain, progress,
+                                             runs)
     if "df" in dataset.factor_names:
         with progress.stage("analysis", f"[analyse] KNN baselines on {kind}"):
             study.knn_baselines = knn_baselines(dataset, seed)
