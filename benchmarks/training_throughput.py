@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from functools import partial
 
 import torch
 
@@ -30,6 +31,13 @@ def _rate(step, batch_size: int, seconds: float, device: torch.device) -> float:
     return count / (time.perf_counter() - started)
 
 
+def _train_step(model, optimizer, images: torch.Tensor, generator: torch.Generator) -> None:
+    parts = model.loss(images, sample=True, generator=generator)
+    optimizer.zero_grad(set_to_none=True)
+    parts.total.backward()
+    optimizer.step()
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
@@ -44,22 +52,15 @@ def main(argv: list[str] | None = None) -> None:
         generator = torch.Generator(device=device).manual_seed(0)
         for batch_size in (32, 64, 128, 256):
             images = torch.rand(batch_size, 1, 36, 36, device=device)
-
-            def train_step() -> None:
-                parts = model.loss(images, sample=True, generator=generator)
-                optimizer.zero_grad(set_to_none=True)
-                parts.total.backward()
-                optimizer.step()
-
-            rate = _rate(train_step, batch_size, args.seconds, device)
-            print(f"{kind} train step   batch {batch_size:4d}: {rate:9,.0f} images/s")
+            step = partial(_train_step, model, optimizer, images, generator)
+            print(f"{kind} train step   batch {batch_size:4d}: {_rate(step, batch_size, args.seconds, device):9,.0f} images/s")
         images = torch.rand(1024, 1, 36, 36, device=device)
         codes = torch.randn(1024, model.latent_dim, device=device)
         with torch.inference_mode():
-            print(f"{kind} encode       batch 1024: {_rate(lambda: model.encode(images), 1024, args.seconds, device):9,.0f} images/s")
-            print(f"{kind} decode       batch 1024: {_rate(lambda: model.decode(codes), 1024, args.seconds, device):9,.0f} images/s")
-            one = codes[:1]
-            print(f"{kind} decode       batch    1: {_rate(lambda: model.decode(one), 1, args.seconds, device):9,.0f} images/s")
+            for label, step, size in (("encode       batch 1024", partial(model.encode, images), 1024),
+                                      ("decode       batch 1024", partial(model.decode, codes), 1024),
+                                      ("decode       batch    1", partial(model.decode, codes[:1]), 1)):
+                print(f"{kind} {label}: {_rate(step, size, args.seconds, device):9,.0f} images/s")
 
 
 if __name__ == "__main__":

@@ -33,6 +33,17 @@ def tiny_train_config(**overrides) -> TrainConfig:
 
 
 @pytest.fixture(scope="session")
+def gaussian_full() -> HeatmapDataset:
+    """The seed's full 11,875-image Gaussian dataset (about half a second to make)."""
+    return make_dataset(DataConfig())
+
+
+@pytest.fixture(scope="session")
+def student_t_full() -> HeatmapDataset:
+    return make_dataset(DataConfig(kind="student_t"))
+
+
+@pytest.fixture(scope="session")
 def tiny_dataset() -> HeatmapDataset:
     return make_dataset(tiny_data_config())
 

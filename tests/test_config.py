@@ -2,6 +2,7 @@ import json
 
 import numpy as np
 import pytest
+from pydantic import ValidationError
 
 from latent_atlas.config import (
     DataConfig,
@@ -87,7 +88,7 @@ def test_configs_round_trip_through_json(cls):
 
 
 def test_configs_are_frozen():
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError, match="frozen"):
         DataConfig().grid_size = 10
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy.stats import multivariate_normal, multivariate_t
 
-from latent_atlas.config import DataConfig, FactorRange
+from latent_atlas.config import FactorRange
 from latent_atlas.data import load_dataset, make_dataset, render_heatmaps
 from latent_atlas.errors import AtlasError
 from latent_atlas.io import npz_bytes
@@ -24,16 +24,6 @@ def scipy_heatmaps(factors: np.ndarray, axis: np.ndarray) -> np.ndarray:
         density = dist.pdf(points).reshape(len(axis), len(axis))
         out[n] = density / density.max()
     return out
-
-
-@pytest.fixture(scope="module")
-def gaussian_full():
-    return make_dataset(DataConfig())
-
-
-@pytest.fixture(scope="module")
-def student_t_full():
-    return make_dataset(DataConfig(kind="student_t"))
 
 
 def test_gaussian_dataset_has_the_seed_size_and_matches_scipy(gaussian_full):

@@ -9,7 +9,6 @@ import shutil
 import socket
 import threading
 import time
-import warnings
 from pathlib import Path
 
 import httpx

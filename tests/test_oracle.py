@@ -41,16 +41,6 @@ def relative_errors(recovered: np.ndarray, true: np.ndarray) -> tuple[np.ndarray
     return np.abs(recovered[:, :2] / true[:, :2] - 1), np.abs(recovered[:, 2] - true[:, 2])
 
 
-@pytest.fixture(scope="module")
-def gaussian_full():
-    return make_dataset(DataConfig())
-
-
-@pytest.fixture(scope="module")
-def student_t_full():
-    return make_dataset(DataConfig(kind="student_t"))
-
-
 @pytest.mark.parametrize("axis", [AXIS, np.linspace(-3.0, 3.0, 11)], ids=["even grid", "odd grid with 0"])
 @pytest.mark.parametrize("family", list(FAMILIES))
 def test_jacobian_matches_finite_differences_of_scipy_densities(axis, family):
