@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 STUDY_DIR ?= study
 
-.PHONY: install study study-quick test test-all explore bench clean
+.PHONY: install study study-quick test test-fast explore bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -22,11 +22,13 @@ study: $(STAMP)
 study-quick: $(STAMP)
 	$(BIN)/latent-atlas study --quick -o $(STUDY_DIR)-quick
 
+# The whole suite, slow end-to-end tests included (about two minutes on 2 cores).
 test: $(STAMP)
-	$(BIN)/python -m pytest
-
-test-all: $(STAMP)
 	$(BIN)/python -m pytest -m ''
+
+# The default selection of plain `pytest`: everything but the tests marked slow.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest
 
 explore: $(STAMP)
 	$(BIN)/latent-atlas explore $(STUDY_DIR)/runs/gaussian-vae $(STUDY_DIR)/runs/gaussian-ae

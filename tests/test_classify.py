@@ -8,6 +8,7 @@ from latent_atlas.analysis.classify import (
     covariance_bayes_accuracy,
     df_classification,
     heavy_tail_labels,
+    missing_class,
     knn_classifier,
 )
 from latent_atlas.config import FactorRange
@@ -132,6 +133,20 @@ def test_df_classification_runs_the_three_feature_sets(t_dataset):
         assert (result.n_train, result.n_test) == (len(t_dataset.train_idx), len(t_dataset.test_idx))
         assert sum(map(sum, result.confusion)) == len(t_dataset.test_idx)
     assert results["factors"].accuracy == 1.0  # the rule is a deterministic function of the factors here
+
+
+def test_heavy_tail_labels_follow_the_configured_df():
+    factors = np.array([[1.0, 1.0, 0.0, 200.0], [1.0, 1.0, 0.0, 200.0]])
+    names = ("var_x", "var_y", "rho", "df")
+    np.testing.assert_array_equal(heavy_tail_labels(factors, names, heavy_df=2.0), [0, 0])  # no heavy tails at all
+    assert missing_class(np.array([0, 0, 1]), np.array([0, 1]), np.array([2])) is not None
+    assert missing_class(np.array([0, 1, 0, 1]), np.array([0, 1]), np.array([2, 3])) is None
+
+
+def test_df_classification_without_codes_runs_the_baselines(t_dataset):
+    results = df_classification(None, t_dataset.factors, t_dataset.factor_names, t_dataset.images,
+                                t_dataset.train_idx, t_dataset.test_idx, n_bootstrap=20)
+    assert set(results) == {"factors", "pixels"}
 
 
 def test_df_classification_needs_df(tiny_dataset):

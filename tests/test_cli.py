@@ -189,6 +189,31 @@ def test_rerunning_train_into_a_finished_run_refuses(capsys, trained_runs):
     assert (run.path / "model.safetensors").read_bytes() == before
 
 
+@pytest.mark.parametrize("argv, needle", [
+    (["data", "gaussian", "-o", "{file}/x.npz"], "a_file"),
+    (["train", "--data", "{data}", "-o", "{file}"], "File exists"),
+    (["train", "--data", "{data}", "-o", "{tmp}/r", "--seed", "99999999999999999999"], "train.seed"),
+    (["study", "-o", "{tmp}/s", "--config", "{toml}"], "model.hidden_dims"),
+])
+def test_unwritable_outputs_and_out_of_range_values_are_one_line(capsys, tmp_path, tiny_dataset_file, argv, needle):
+    a_file = tmp_path / "a_file"
+    a_file.write_text("not a folder")
+    toml = tmp_path / "c.toml"
+    toml.write_text("[model]\nhidden_dims = []\n")
+    values = {"file": a_file, "data": tiny_dataset_file, "tmp": tmp_path, "toml": toml}
+    code, _, err = run_cli(capsys, *(arg.format(**values) for arg in argv))
+    assert_one_line_error(code, err, needle)
+    assert a_file.read_text() == "not a folder"
+
+
+def test_study_refuses_a_one_dimensional_latent_space(capsys, tmp_path):
+    toml = tmp_path / "c.toml"
+    toml.write_text("[model]\nlatent_dim = 1\n")
+    code, _, err = run_cli(capsys, "study", "-o", tmp_path / "s", "--config", toml)
+    assert_one_line_error(code, err, "latent_dim", "at least 2")
+    assert not (tmp_path / "s").exists()
+
+
 def test_console_script_is_installed(tmp_path):
     result = subprocess.run([sys.executable, "-m", "latent_atlas.cli", "data", "gaussian", "-o", tmp_path / "g.npz",
                              "--seed", "-1"], capture_output=True, text=True)

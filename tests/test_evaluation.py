@@ -1,3 +1,6 @@
+import hashlib
+import json
+
 import numpy as np
 import pytest
 
@@ -21,9 +24,12 @@ def test_summary_percentiles():
 @pytest.mark.parametrize("kind", ["vae", "ae"])
 def test_evaluate_writes_metrics_and_per_image_errors(trained_runs, tiny_dataset, kind):
     run = trained_runs[kind]
-    results = evaluate_run(run, tiny_dataset)
+    evaluation = evaluate_run(run, tiny_dataset)
+    results = evaluation.results
     test_images = tiny_dataset.images[tiny_dataset.test_idx]
     expected = frobenius_errors(test_images, reconstruct(run.load_model(), test_images))
+    np.testing.assert_allclose(evaluation.errors, expected)
+    np.testing.assert_allclose(frobenius_errors(test_images, evaluation.reconstructions), expected)
     saved = read_npz(run.path / "evaluation.npz")
     np.testing.assert_array_equal(saved["test_idx"], tiny_dataset.test_idx)
     np.testing.assert_allclose(saved["frobenius"], expected)
@@ -31,6 +37,10 @@ def test_evaluate_writes_metrics_and_per_image_errors(trained_runs, tiny_dataset
     assert metrics["test_frobenius"] == pytest.approx(summarize(expected))
     assert set(metrics["test_frobenius"]) == {"mean", "median", "p90", "p99", "max"}
     assert "training" in metrics  # evaluation merges, it does not replace
+    provenance = metrics["provenance"]
+    assert provenance["dataset_hash"] == tiny_dataset.content_hash and provenance["config"] == run.config
+    assert provenance["model_sha256"] == hashlib.sha256((run.path / "model.safetensors").read_bytes()).hexdigest()
+    assert json.loads(str(saved["metadata"])) == provenance
     if kind == "vae":
         elbo = results["test_elbo"]
         assert elbo["elbo"] == pytest.approx(-(elbo["reconstruction_nll"] + elbo["kl"]))

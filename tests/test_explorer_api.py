@@ -14,18 +14,24 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+import torch
+import uvicorn
 from fastapi.testclient import TestClient
 
 from latent_atlas.analysis.latents import run_latents
 from latent_atlas.analysis.projection import project
 from latent_atlas.analysis.traversals import angular_traversal, interpolate
+from latent_atlas.analysis.validity import calibrate_oracle, calibration_reconstructions
 from latent_atlas.errors import AtlasError
-from latent_atlas.explorer import create_app
-from latent_atlas.explorer.app import MAX_BODY_BYTES, listening_socket
+from latent_atlas.explorer import create_app, serve, service
+from latent_atlas.explorer.app import LOOPBACK_HOSTS, MAX_BODY_BYTES, listening_socket, trusted_hosts
 from latent_atlas.explorer.batching import Batcher, ModelThread
+from latent_atlas.explorer.service import Explorer, RunSession
+from latent_atlas.io import write_json
 from latent_atlas.models.inference import decode
 from latent_atlas.oracle import HeatmapOracle
 from latent_atlas.training import load_run, train
+from latent_atlas.training.run import ORACLE_FILE
 
 from .conftest import tiny_model_config, tiny_train_config
 
@@ -51,6 +57,12 @@ def client(runs_dir):
 @pytest.fixture(scope="module")
 def run(runs_dir):
     return load_run(runs_dir / "vae")
+
+
+@pytest.fixture(scope="module")
+def explorer(runs_dir, client) -> Explorer:
+    """The service layer alone, for the same two runs (after ``client`` has cached their latent codes)."""
+    return Explorer.load([runs_dir / "vae", runs_dir / "ae"])
 
 
 @pytest.fixture(scope="module")
@@ -275,6 +287,122 @@ def test_bad_requests_are_4xx_with_a_reason(client, case):
     assert reason in detail_text(response)
 
 
+@pytest.mark.parametrize("shape", [(3, 2), (2, 6), (1, 6), (6,), (2, 3, 1), (1, 2)])
+def test_codes_of_the_wrong_width_are_rejected_not_reshaped(explorer, shape):
+    with pytest.raises(AtlasError, match=r"codes must have shape \(B, 3\)"):
+        explorer["vae"].decode(np.zeros(shape, dtype=np.float32))
+
+
+def test_a_wrong_width_request_in_a_batch_fails_alone(explorer):
+    """A (1, 6) request must not come back as two decoded 3-D codes, nor spoil the requests batched with it."""
+    session = explorer["vae"]
+
+    async def scenario():
+        batcher = Batcher(session.decode, max_rows=64, thread=thread)
+        inputs = [np.zeros((1, 3)), np.zeros((1, 6)), np.ones((2, 3))]
+        return await asyncio.gather(*(batcher.submit(x.astype(np.float32)) for x in inputs), return_exceptions=True)
+
+    thread = ModelThread(torch_threads=1)
+    first, wrong, last = asyncio.run(scenario())
+    thread.close()
+    assert isinstance(wrong, AtlasError) and "(B, 3)" in str(wrong)
+    assert first.images.shape == (1, 12, 12) and last.images.shape == (2, 12, 12)
+
+
+# ---------- hardening: Host names, response headers ----------
+
+EVERY_KIND_OF_RESPONSE = {
+    "page": ("get", "/", None, 200),
+    "static file": ("get", "/static/app.js", None, 200),
+    "vendor script": ("get", "/vendor/plotly.min.js", None, 200),
+    "API answer": ("get", "/api/runs", None, 200),
+    "decode": ("post", DECODE, {"codes": [[0, 0, 0]]}, 200),
+    "invalid input": ("post", DECODE, {"codes": [[0, 0]]}, 422),
+    "unknown path": ("get", "/nope", None, 404),
+    "missing static file": ("get", "/static/nope.js", None, 404),
+    "body too large": ("post", DECODE, " " * (MAX_BODY_BYTES + 1), 413),
+    "wrong method": ("delete", "/api/runs", None, 405),
+}
+
+
+@pytest.mark.parametrize("case", EVERY_KIND_OF_RESPONSE.values(), ids=EVERY_KIND_OF_RESPONSE.keys())
+def test_every_response_says_nosniff(client, case):
+    method, path, body, status = case
+    content = {"content": body} if isinstance(body, str) else {"json": body}
+    response = client.request(method, path, **content)
+    assert response.status_code == status
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["referrer-policy"] == "no-referrer"
+    assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+
+
+def test_an_internal_error_is_a_500_with_the_security_headers(runs_dir, monkeypatch):
+    def broken(self):
+        raise RuntimeError("a bug")
+
+    app = create_app([runs_dir / "vae"])
+    monkeypatch.setattr(RunSession, "info", broken)
+    with TestClient(app, raise_server_exceptions=False) as failing:
+        response = failing.get("/api/runs")
+    assert response.status_code == 500 and response.json() == {"detail": "internal server error"}
+    assert response.headers["x-content-type-options"] == "nosniff"
+
+
+@pytest.fixture(scope="module")
+def loopback_client(runs_dir, client):
+    app = create_app([runs_dir / "vae"], allowed_hosts=LOOPBACK_HOSTS)
+    with TestClient(app, base_url="http://127.0.0.1:8000") as test_client:
+        yield test_client
+
+
+HOST_HEADERS = {
+    "evil.example": 400, "evil.example:8000": 400, "127.0.0.1.evil.example": 400, "localhost.evil.example:80": 400,
+    "evil.localhost": 400, "[::2]:8000": 400, "0.0.0.0:8000": 400, "": 400,
+    "127.0.0.1:8000": 200, "127.0.0.1": 200, "localhost:8000": 200, "LocalHost": 200, "[::1]:8000": 200,
+    "[::1]": 200,
+}
+
+
+@pytest.mark.parametrize("host, status", HOST_HEADERS.items(), ids=[repr(h) for h in HOST_HEADERS])
+def test_a_loopback_app_answers_only_requests_naming_a_loopback_host(loopback_client, host, status):
+    for method, path, body in (("get", "/", None), ("get", "/api/runs", None), ("post", DECODE, {"codes": [[0] * 3]}),
+                               ("get", "/vendor/plotly.min.js", None)):
+        response = loopback_client.request(method, path, json=body, headers={"Host": host})
+        assert response.status_code == status, (method, path, response.text[:200])
+        assert response.headers["x-content-type-options"] == "nosniff"
+
+
+def test_an_app_without_a_host_list_answers_any_host(client):
+    assert client.get("/api/runs", headers={"Host": "evil.example"}).status_code == 200
+
+
+@pytest.mark.parametrize("host, address, expected", [
+    ("127.0.0.1", "127.0.0.1", LOOPBACK_HOSTS),
+    ("localhost", "127.0.0.1", LOOPBACK_HOSTS),
+    ("::1", "::1", LOOPBACK_HOSTS),
+    ("127.0.0.2", "127.0.0.2", (*LOOPBACK_HOSTS, "127.0.0.2")),
+    ("ip6-localhost", "::1", (*LOOPBACK_HOSTS, "ip6-localhost")),
+    ("0.0.0.0", "0.0.0.0", None),
+    ("::", "::", None),
+    ("", "0.0.0.0", None),
+    ("192.168.1.5", "192.168.1.5", None),
+])
+def test_serving_on_loopback_trusts_only_loopback_host_names(host, address, expected):
+    assert trusted_hosts(host, address) == expected
+
+
+def test_serve_on_loopback_rejects_other_host_names(runs_dir, client, monkeypatch, capsys):
+    served = []
+    monkeypatch.setattr(uvicorn.Server, "run",
+                        lambda server, sockets: served.append((server.config.app, sockets[0].getsockname()[1])))
+    serve([runs_dir / "vae"], host="127.0.0.1", port=0, torch_threads=torch.get_num_threads())
+    (app, port), = served
+    assert f"http://127.0.0.1:{port}/" in capsys.readouterr().out
+    with TestClient(app) as served_client:
+        assert served_client.get("/api/runs", headers={"Host": "evil.example"}).status_code == 400
+        assert served_client.get("/api/runs", headers={"Host": f"127.0.0.1:{port}"}).status_code == 200
+
+
 # ---------- concurrency: batched requests get their own answers ----------
 
 
@@ -390,6 +518,50 @@ def test_loading_problems_are_atlas_errors(runs_dir, run5, tmp_path):
     (broken / "vae" / "model.safetensors").write_bytes(b"not a checkpoint")
     with pytest.raises(AtlasError, match="safetensors"):
         create_app([broken / "vae"])
+
+
+def validation_oracle(runs: list, limit: int = service.CALIBRATION_IMAGES) -> HeatmapOracle:
+    """What the study would calibrate for these runs: their pooled, seeded validation reconstructions."""
+    dataset = runs[0].load_dataset()
+    return calibrate_oracle(dataset, [calibration_reconstructions(r, r.load_model(), dataset, limit=limit, seed=0)
+                                      for r in runs])
+
+
+def test_runs_without_oracle_json_share_one_calibrated_on_their_validation_reconstructions(client, runs_dir):
+    runs = [load_run(runs_dir / kind) for kind in ("vae", "ae")]
+    dataset = runs[0].load_dataset()
+    vae, ae = (info["oracle"] for info in client.get("/api/runs").json()["runs"])
+    assert vae == ae  # one yardstick for both runs
+    assert vae["threshold"] == pytest.approx(validation_oracle(runs).threshold_, rel=1e-6)
+    sizes = [len(r.validation_indices(dataset)) for r in runs]
+    assert vae["source"] == (f"calibrated at startup on validation reconstructions ({sizes[0]} by vae, {sizes[1]} "
+                             "by ae): the 99th percentile residual; shared by vae and ae")
+
+
+def test_calibration_takes_a_seeded_sample_of_each_runs_validation_images(runs_dir, client, monkeypatch):
+    runs = [load_run(runs_dir / kind) for kind in ("vae", "ae")]
+    assert all(len(r.validation_indices(r.load_dataset())) > 2 for r in runs)
+    monkeypatch.setattr(service, "CALIBRATION_IMAGES", 2)
+    sessions = Explorer.load([runs_dir / "vae", runs_dir / "ae"]).sessions
+    oracle = sessions["vae"].oracle
+    assert sessions["ae"].oracle is oracle and oracle.n_calibration_ == 4
+    assert oracle.threshold_ == pytest.approx(validation_oracle(runs, limit=2).threshold_, rel=1e-6)
+    assert "(2 by vae, 2 by ae)" in sessions["vae"].oracle_source
+
+
+def test_a_saved_oracle_json_is_used_and_a_run_without_one_is_calibrated_alone(runs_dir, tmp_path):
+    copy = tmp_path / "runs"
+    shutil.copytree(runs_dir, copy)
+    dataset = load_run(copy / "vae").load_dataset()
+    saved = HeatmapOracle.for_dataset(dataset).fit(dataset.images[:5])
+    write_json(copy / "vae" / ORACLE_FILE, saved.to_dict())
+    sessions = Explorer.load([copy / "vae", copy / "ae"]).sessions
+    assert sessions["vae"].oracle_source == ORACLE_FILE
+    assert sessions["vae"].oracle.threshold_ == pytest.approx(saved.threshold_, rel=1e-12)
+    ae = load_run(copy / "ae")
+    assert f"({len(ae.validation_indices(dataset))} by ae)" in sessions["ae"].oracle_source
+    assert "shared" not in sessions["ae"].oracle_source
+    assert sessions["ae"].oracle.threshold_ == pytest.approx(validation_oracle([ae]).threshold_, rel=1e-6)
 
 
 def test_the_same_folder_name_twice_gets_two_ids(runs_dir, tmp_path):

@@ -7,6 +7,7 @@ be seen to change anything.
 
 from __future__ import annotations
 
+import http.client
 import json
 import shutil
 import tempfile
@@ -20,7 +21,7 @@ import torch
 import uvicorn
 
 from latent_atlas.explorer import create_app
-from latent_atlas.explorer.app import listening_socket
+from latent_atlas.explorer.app import listening_socket, trusted_hosts
 from latent_atlas.training import train
 
 from .browser import launch_chromium
@@ -52,9 +53,10 @@ def lively_runs(tmp_path_factory, tiny_dataset) -> list[Path]:
 
 @pytest.fixture(scope="module")
 def server_url(lively_runs):
-    """The explorer on a free loopback port, served by uvicorn in a thread; shut down after the module."""
-    app = create_app(lively_runs)
+    """The explorer on a free loopback port, served by uvicorn in a thread as ``serve`` would (loopback Host
+    names only); shut down after the module."""
     sock = listening_socket("127.0.0.1", 0)
+    app = create_app(lively_runs, allowed_hosts=trusted_hosts("127.0.0.1", sock.getsockname()[0]))
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
@@ -82,6 +84,22 @@ def decode_via_api(server_url: str, run: str, code: list[float]) -> dict:
                                      headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=10) as response:
         return json.loads(response.read())
+
+
+def test_the_live_server_answers_only_loopback_host_names(server_url):
+    """What a DNS-rebinding page would send: its own domain in the Host header, to 127.0.0.1."""
+    port = int(server_url.rsplit(":", 1)[1])
+    for host, status in (("evil.example", 400), (f"evil.example:{port}", 400), (f"localhost:{port}", 200),
+                         (f"127.0.0.1:{port}", 200)):
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        try:
+            connection.request("GET", "/api/runs", headers={"Host": host})
+            response = connection.getresponse()
+            response.read()
+        finally:
+            connection.close()
+        assert response.status == status, host
+        assert response.getheader("X-Content-Type-Options") == "nosniff"
 
 
 def shown_factors(page, panel: str = "recovered-factors") -> dict[str, str]:
@@ -156,6 +174,8 @@ def test_page_decodes_on_click_slider_and_plane(server_url, browser, tmp_path):
         assert shown_factors(page) == expected_factors(decode_via_api(server_url, "vae", clicked))
         assert shown_factors(page, "recovered-factors-2") == expected_factors(decode_via_api(server_url, "ae", clicked))
         assert page.locator("#validity").inner_text() in ("valid heatmap", "not a valid heatmap")
+        oracle_note = page.locator("#validity").get_attribute("title")
+        assert "validation reconstructions" in oracle_note and "shared by vae and ae" in oracle_note
         after_click = pixels(page, "decoded-image"), pixels(page, "decoded-image-2")
         assert after_click != before
 

@@ -5,7 +5,6 @@ from scipy.stats import binomtest, multivariate_normal, norm
 
 from latent_atlas.analysis.holes import (
     HullSampler,
-    code_spacing,
     empty_region_points,
     empty_volume_fraction,
     log_aggregate_posterior,
@@ -13,6 +12,7 @@ from latent_atlas.analysis.holes import (
     prior_points,
     valid_fraction,
 )
+from latent_atlas.analysis.neighbours import code_spacing
 from latent_atlas.errors import AtlasError
 
 

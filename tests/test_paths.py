@@ -10,17 +10,16 @@ from scipy.spatial.distance import cdist
 from scipy.stats import spearmanr
 
 from latent_atlas.analysis.latents import LatentCodes, encode_dataset
+from latent_atlas.analysis.neighbours import distance_to_codes, typical_spacing
 from latent_atlas.analysis.paths import (
     LatentPath,
     bounding_planes,
     correlation_axis,
-    distance_to_codes,
     empty_region_traversal,
     factor_association,
     factor_axis,
     hull_perturbations,
     isovariance_path,
-    typical_spacing,
 )
 from latent_atlas.errors import AtlasError
 from latent_atlas.models.inference import decode

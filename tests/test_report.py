@@ -96,6 +96,10 @@ def test_run_folders_hold_the_analysis_files(tiny_study):
         for file in ("config.json", "model.safetensors", "metrics.json", "analysis.json", "oracle.json", "latents.npz"):
             assert (run / file).is_file(), (name, file)
     analysis = json.loads((tiny_study.output / "runs/gaussian-vae/analysis.json").read_text())
+    dataset_hash = json.loads((tiny_study.output / "results.json").read_text())["datasets"]["gaussian"]["content_hash"]
+    assert analysis["provenance"]["dataset_hash"] == dataset_hash
+    oracle = json.loads((tiny_study.output / "runs/gaussian-ae/oracle.json").read_text())
+    assert set(oracle["provenance"]["calibrated_on"]) == {"gaussian-vae", "gaussian-ae"}
     assert set(analysis["exploration"]["paths"]) >= {"line_rho_axis", "arc", "isovariance", "bounding_upper", "bounding_lower",
                                                       "hull_perturbations", "empty_region", "interpolation",
                                                       "arithmetic"}

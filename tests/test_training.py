@@ -4,7 +4,7 @@ import pytest
 from latent_atlas.errors import AtlasError
 from latent_atlas.training import load_run, train
 from latent_atlas.training.history import HISTORY_FIELDS, read_history
-from latent_atlas.training.trainer import validation_split
+from latent_atlas.data.dataset import validation_split
 
 from .conftest import tiny_model_config, tiny_train_config
 
@@ -49,6 +49,31 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path, tiny_dataset, tin
     assert history(whole) == history(resumed.run)
 
 
+def test_run_stopped_before_its_first_checkpoint_resumes_exactly(tmp_path, tiny_dataset, tiny_dataset_file):
+    whole = _train(tiny_dataset, tiny_dataset_file, tmp_path / "whole").run
+    args = (tiny_dataset, tiny_dataset_file, tiny_model_config(kind="vae"), tiny_train_config(), tmp_path / "early")
+    started = train(*args, progress=False, max_new_epochs=0)  # config.json written, no epoch finished
+    assert started.epochs_run == 0 and not (tmp_path / "early" / "training_state.safetensors").exists()
+    with pytest.raises(AtlasError, match="already holds a run"):
+        train(*args, progress=False)
+    resumed = train(*args, progress=False, resume=True)
+    assert (resumed.run.path / "model.safetensors").read_bytes() == (whole.path / "model.safetensors").read_bytes()
+
+
+def test_too_few_training_images_is_a_clear_error(tmp_path):
+    from latent_atlas.config import FactorRange
+    from latent_atlas.data import make_dataset
+
+    from .conftest import tiny_data_config
+
+    two = make_dataset(tiny_data_config(var_x=FactorRange(values=(1.0,)), var_y=FactorRange(values=(1.0,)),
+                                        rho=FactorRange(values=(0.0, 0.5))))
+    two.save(tmp_path / "two.npz")
+    with pytest.raises(AtlasError, match="at least 2 images in the training split"):
+        train(two, tmp_path / "two.npz", tiny_model_config(), tiny_train_config(), tmp_path / "r", progress=False)
+    assert not (tmp_path / "r").exists()
+
+
 def test_early_stopping_restores_the_best_epoch(tmp_path, tiny_dataset, tiny_dataset_file):
     # A learning rate this large makes the held-out loss bounce, so patience 1 stops early.
     result = _train(tiny_dataset, tiny_dataset_file, tmp_path / "r", epochs=30, learning_rate=0.05,
@@ -59,10 +84,11 @@ def test_early_stopping_restores_the_best_epoch(tmp_path, tiny_dataset, tiny_dat
     assert result.best_epoch == int(np.argmin(val)) + 1
     assert result.best_val_loss == pytest.approx(min(val))
     # The saved weights are the best epoch's: re-evaluating them reproduces its held-out loss.
-    from latent_atlas.training.trainer import held_out_loss, images_tensor
+    from latent_atlas.models.inference import mean_loss
+    from latent_atlas.training.trainer import images_tensor
 
     _, val_idx = validation_split(tiny_dataset.train_idx, 0.1, 0)
-    loss = held_out_loss(result.run.load_model(), images_tensor(tiny_dataset, val_idx, "cpu"), seed=0 + 2)
+    loss = mean_loss(result.run.load_model(), images_tensor(tiny_dataset, val_idx, "cpu"), seed=0 + 2)
     assert loss["loss"] == pytest.approx(min(val), rel=1e-6)
 
 

@@ -11,7 +11,7 @@ from . import __version__
 from .errors import AtlasError
 
 EXIT_USAGE = 2
-DATASET_NAMES = {"gaussian": "gaussian", "student-t": "student_t", "student_t": "student_t"}
+DATASET_NAMES = {"gaussian": "gaussian", "student-t": "student_t"}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -90,7 +90,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     run = load_run(args.run_dir)
     resolve_device(args.device)
     dataset = run.load_dataset(args.data) if args.data else None
-    results = evaluate_run(run, dataset, device=args.device)
+    results = evaluate_run(run, dataset, device=args.device).results
     print(f"{run.kind} {args.run_dir}: test Frobenius error over {results['n_test_images']} images")
     print("  " + "  ".join(f"{k} {v:.4f}" for k, v in results["test_frobenius"].items()))
     if "test_elbo" in results:
@@ -187,6 +187,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.handler(args)
     except AtlasError as exc:
         print(f"latent-atlas {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as exc:  # an output path that cannot be created or written, a full disk, ...
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"latent-atlas {args.command}: error: {exc.strerror or exc}{where}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print(f"latent-atlas {args.command}: interrupted", file=sys.stderr)

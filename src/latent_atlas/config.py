@@ -12,7 +12,15 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from .errors import AtlasError, ConfigError
 
@@ -78,6 +86,7 @@ VARIANCE_GRID = FactorRange(start=0.1, stop=4.9, step=0.2)
 CORRELATION_GRID = FactorRange(start=-0.95, stop=0.85, step=0.1)
 
 DATASET_KINDS = ("gaussian", "student_t")
+MAX_SEED = 2**32 - 1  # seeds feed numpy and torch generators; derived seeds (seed + 2) must stay in range
 
 
 class DataConfig(FrozenConfig):
@@ -96,7 +105,7 @@ class DataConfig(FrozenConfig):
     df_threshold: float = Field(20.0, allow_inf_nan=False)
     df_noise_max: float = Field(10.0, ge=0, allow_inf_nan=False)
     test_fraction: float = Field(0.2, gt=0, lt=1)
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, le=MAX_SEED)
 
     @field_validator("var_x", "var_y")
     @classmethod
@@ -143,7 +152,7 @@ class ModelConfig(FrozenConfig):
     kernel_sizes: tuple[int, ...] = (3, 3)
     strides: tuple[int, ...] = (1, 1)
     pool_sizes: tuple[int, ...] = (2, 2)
-    hidden_dims: tuple[int, ...] = (128,)
+    hidden_dims: tuple[int, ...] = Field((128,), min_length=1)
     likelihood: Literal["bernoulli", "gaussian"] = "bernoulli"
     beta: float = Field(1.0, ge=0, allow_inf_nan=False)
     output_bias_init: float = Field(
@@ -228,7 +237,7 @@ class TrainConfig(FrozenConfig):
     early_stopping_patience: int = Field(3, ge=1)
     min_delta: float = Field(0.05, ge=0, allow_inf_nan=False, description="smallest held-out loss drop (nats per image) that counts")
     validation_fraction: float = Field(0.1, gt=0, lt=1)
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, le=MAX_SEED)
     device: Literal["cpu", "cuda"] = "cpu"
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -10,11 +12,10 @@ import torch
 from .data import HeatmapDataset
 from .io import read_json, write_json, write_npz
 from .models import Autoencoder
-from .models.inference import reconstruct
+from .models.inference import mean_loss, reconstruct
 from .training.run import EVALUATION_FILE, METRICS_FILE, Run
 
 ELBO_SEED = 12345
-ELBO_BATCH = 1024
 
 
 def frobenius_errors(images: np.ndarray, reconstructions: np.ndarray) -> np.ndarray:
@@ -34,45 +35,53 @@ def summarize(values: np.ndarray) -> dict[str, float]:
     }
 
 
-@torch.no_grad()
-def loss_parts(model: Autoencoder, images: np.ndarray, seed: int = ELBO_SEED) -> dict[str, float]:
+def elbo_parts(model: Autoencoder, images: np.ndarray, seed: int = ELBO_SEED) -> dict[str, float]:
     """Mean reconstruction NLL and KL per image, one posterior sample each from a fixed seed.
 
     With beta 1 their sum is the negative ELBO; ``loss`` is the beta-weighted training objective.
     """
-    model.eval()
     device = next(model.parameters()).device
-    generator = torch.Generator(device=device).manual_seed(seed)
-    reconstruction = kl = 0.0
-    for start in range(0, len(images), ELBO_BATCH):
-        batch = torch.from_numpy(images[start : start + ELBO_BATCH]).unsqueeze(1).to(device)  # (B, 1, H, W)
-        parts = model.loss(batch, sample=True, generator=generator)
-        reconstruction += parts.reconstruction.item() * len(batch)
-        kl += parts.kl.item() * len(batch)
-    reconstruction, kl = reconstruction / len(images), kl / len(images)
+    parts = mean_loss(model, torch.from_numpy(images).unsqueeze(1).to(device), seed)  # (N, 1, H, W)
     return {
-        "reconstruction_nll": reconstruction,
-        "kl": kl,
-        "elbo": -(reconstruction + kl),
-        "loss": reconstruction + model.config.beta * kl,
+        "reconstruction_nll": parts["reconstruction"],
+        "kl": parts["kl"],
+        "elbo": -(parts["reconstruction"] + parts["kl"]),
+        "loss": parts["loss"],
     }
 
 
-def evaluate_run(run: Run, dataset: HeatmapDataset | None = None, device: str = "cpu") -> dict[str, Any]:
-    """Evaluate on the test split; merges results into metrics.json and saves per-image errors."""
-    model = run.load_model(device)
-    dataset = dataset if dataset is not None else run.load_dataset()
+@dataclass
+class Evaluation:
+    results: dict[str, Any]  # what metrics.json gains
+    errors: np.ndarray  # (N_test,) Frobenius errors
+    reconstructions: np.ndarray  # (N_test, H, W) decoded from the posterior means
+
+
+def evaluate(model: Autoencoder, dataset: HeatmapDataset) -> Evaluation:
+    """Reconstruction error on the test split and, for the VAE, the ELBO's parts."""
     test_images = dataset.images[dataset.test_idx]
-    errors = frobenius_errors(test_images, reconstruct(model, test_images))
+    reconstructions = reconstruct(model, test_images)
+    errors = frobenius_errors(test_images, reconstructions)
     results: dict[str, Any] = {"n_test_images": int(len(test_images)), "test_frobenius": summarize(errors)}
-    parts = loss_parts(model, test_images)
+    parts = elbo_parts(model, test_images)
     if model.kind == "vae":
         results["test_elbo"] = parts
     else:
         results["test_reconstruction_nll"] = parts["reconstruction_nll"]
-    write_npz(run.path / EVALUATION_FILE, {"test_idx": dataset.test_idx, "frobenius": errors})
+    return Evaluation(results=results, errors=errors, reconstructions=reconstructions)
+
+
+def evaluate_run(run: Run, dataset: HeatmapDataset | None = None, device: str = "cpu",
+                 model: Autoencoder | None = None) -> Evaluation:
+    """Evaluate a run on its test split; merges the results into metrics.json and saves per-image errors."""
+    model = model if model is not None else run.load_model(device)
+    dataset = dataset if dataset is not None else run.load_dataset()
+    evaluation = evaluate(model, dataset)
+    provenance = run.provenance()
+    write_npz(run.path / EVALUATION_FILE, {"test_idx": dataset.test_idx, "frobenius": evaluation.errors,
+                                           "metadata": np.asarray(json.dumps(provenance, sort_keys=True))})
     metrics_path = run.path / METRICS_FILE
     metrics = read_json(metrics_path, what="metrics") if metrics_path.exists() else {}
-    metrics.update(results)
+    metrics.update(evaluation.results, provenance=provenance)
     write_json(metrics_path, metrics)
-    return results
+    return evaluation

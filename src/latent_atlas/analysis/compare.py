@@ -6,7 +6,12 @@ import numpy as np
 
 from ..errors import AtlasError
 from ..evaluation import summarize
-from .holes import code_spacing
+from .neighbours import code_spacing
+
+
+def with_tail_ratio(summary: dict[str, float]) -> dict[str, float | None]:
+    """A :func:`summarize` result plus ``tail_ratio`` = p99 / median (None if the median is 0)."""
+    return {**summary, "tail_ratio": summary["p99"] / summary["median"] if summary["median"] > 0 else None}
 
 
 def error_summary(errors: np.ndarray) -> dict[str, float | int | None]:
@@ -17,10 +22,7 @@ def error_summary(errors: np.ndarray) -> dict[str, float | int | None]:
     errors = np.asarray(errors, dtype=np.float64).ravel()
     if errors.size == 0:
         raise AtlasError("no errors to summarise")
-    summary: dict[str, float | int | None] = summarize(errors)
-    summary["tail_ratio"] = summary["p99"] / summary["median"] if summary["median"] > 0 else None
-    summary["n"] = int(errors.size)
-    return summary
+    return {**with_tail_ratio(summarize(errors)), "n": int(errors.size)}
 
 
 def worst_examples(errors: np.ndarray, k: int = 8) -> np.ndarray:
@@ -57,8 +59,5 @@ def density_summary(codes: np.ndarray) -> dict[str, float | int | None]:
     ``tail_ratio`` = p99 / median needs no scale at all: large when most codes sit close together but
     some face wide gaps.
     """
-    summary: dict[str, float | int | None] = summarize(nearest_neighbour_distances(codes, standardise=True))
-    summary["tail_ratio"] = summary["p99"] / summary["median"] if summary["median"] > 0 else None
-    summary["scale"] = code_scale(codes)
-    summary["n"] = int(len(codes))
-    return summary
+    summary = with_tail_ratio(summarize(nearest_neighbour_distances(codes, standardise=True)))
+    return {**summary, "scale": code_scale(codes), "n": int(len(codes))}

@@ -20,33 +20,12 @@ from scipy.stats import binomtest
 from threadpoolctl import threadpool_limits
 
 from ..errors import AtlasError
+from .neighbours import as_codes, code_spacing, distance_to_codes, spacing_threshold
 
 HULL_MAX_DIM = 3
 _CANDIDATE_BATCH = 20_000
 _DENSITY_CHUNK = 512
 LOG_2PI = float(np.log(2.0 * np.pi))
-
-
-def _as_codes(codes: np.ndarray, minimum: int = 2) -> np.ndarray:
-    codes = np.asarray(codes, dtype=np.float64)
-    if codes.ndim != 2 or len(codes) < minimum:
-        raise AtlasError(f"need an (N, D) array of at least {minimum} codes, got shape {codes.shape}")
-    return codes
-
-
-def nearest_code_distances(points: np.ndarray, codes: np.ndarray) -> np.ndarray:
-    """(M, D) points -> (M,) Euclidean distance to the nearest of the (N, D) codes."""
-    return cKDTree(codes).query(points, k=1)[0]
-
-
-def code_spacing(codes: np.ndarray) -> np.ndarray:
-    """(N,) distance from each code to its nearest *other* code (0 for duplicated codes)."""
-    return cKDTree(codes).query(codes, k=2)[0][:, 1]
-
-
-def spacing_threshold(codes: np.ndarray, quantile: float = 0.99) -> float:
-    """The ``quantile`` of :func:`code_spacing`: a point farther than this from every code is in a hole."""
-    return float(np.quantile(code_spacing(codes), quantile))
 
 
 class HullSampler:
@@ -62,7 +41,7 @@ class HullSampler:
     """
 
     def fit(self, codes: np.ndarray) -> HullSampler:
-        codes = _as_codes(codes)
+        codes = as_codes(codes, min_count=2)
         self.dim_ = codes.shape[1]
         self.pca_ = None
         if self.dim_ > HULL_MAX_DIM:
@@ -114,7 +93,7 @@ def empty_region_points(
     ``max_tries`` box candidates, so fewer than ``n_points`` (possibly none) come back when the hull has
     few holes.
     """
-    codes = _as_codes(codes)
+    codes = as_codes(codes, min_count=2)
     _check_quantile(distance_quantile)
     rng = rng if rng is not None else np.random.default_rng(0)
     threshold = spacing_threshold(codes, distance_quantile) if threshold is None else threshold
@@ -150,12 +129,12 @@ def empty_volume_fraction(
     that two models can be judged by one yardstick, e.g. the same multiple of each one's
     ``compare.code_scale``.
     """
-    codes = _as_codes(codes)
+    codes = as_codes(codes, min_count=2)
     _check_quantile(distance_quantile)
     rng = rng if rng is not None else np.random.default_rng(0)
     threshold = spacing_threshold(codes, distance_quantile) if threshold is None else threshold
     inside = HullSampler().fit(codes).sample(n_candidates, rng)
-    return {**valid_fraction(nearest_code_distances(inside, codes) > threshold, confidence), "threshold": threshold}
+    return {**valid_fraction(distance_to_codes(inside, codes) > threshold, confidence), "threshold": threshold}
 
 
 def prior_points(n_points: int, latent_dim: int, rng: np.random.Generator) -> np.ndarray:
@@ -246,13 +225,13 @@ def prior_hole_stats(
     * ``kl_prior_to_aggregate``: the Monte Carlo estimate mean_j [log p(z_j) - log q(z_j)] of KL(p || q)
       over the prior draws z_j ~ p = N(0, I), in nats: prior mass that q leaves uncovered.
     """
-    codes = _as_codes(codes)
+    codes = as_codes(codes, min_count=2)
     prior_samples = np.asarray(prior_samples, dtype=np.float64)
     if prior_samples.ndim != 2 or prior_samples.shape[1] != codes.shape[1]:
         raise AtlasError(f"prior samples {prior_samples.shape} do not match codes of dimension {codes.shape[1]}")
     spacing = code_spacing(codes)
     threshold = float(np.quantile(spacing, quantile))
-    prior_nearest = nearest_code_distances(prior_samples, codes)
+    prior_nearest = distance_to_codes(prior_samples, codes)
     stats: dict[str, float | int] = {
         "n_codes": len(codes),
         "n_prior": len(prior_samples),

@@ -5,7 +5,6 @@ Saved as ``latents.npz`` in the run folder and reused while the model and datase
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,12 +13,10 @@ import numpy as np
 
 from ..data import HeatmapDataset
 from ..errors import AtlasError
-from ..io import read_npz, write_npz
+from ..io import file_sha256, read_npz, write_npz
 from ..models import Autoencoder
 from ..models.inference import encode
-from ..training.run import MODEL_FILE, Run
-
-LATENTS_FILE = "latents.npz"
+from ..training.run import LATENTS_FILE, MODEL_FILE, Run
 
 
 @dataclass(frozen=True, eq=False)
@@ -75,10 +72,6 @@ class LatentCodes:
             )
         except (KeyError, json.JSONDecodeError) as exc:
             raise AtlasError(f"latent codes {path} are malformed ({exc})") from None
-
-
-def file_sha256(path: str | Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def encode_dataset(model: Autoencoder, dataset: HeatmapDataset, model_hash: str = "") -> LatentCodes:

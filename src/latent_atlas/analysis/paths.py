@@ -15,6 +15,7 @@ from scipy.stats import rankdata
 
 from ..errors import AtlasError
 from .latents import LatentCodes
+from .neighbours import typical_spacing
 from .traversals import ROBUST_PERCENTILES, check_axes, check_codes, check_n_points
 
 MIN_SPLINE_KNOTS = 5  # make_smoothing_spline needs 5 points; fewer bins are joined by straight segments
@@ -48,21 +49,6 @@ def factor_axis(latents: LatentCodes, name: str) -> int:
 def correlation_axis(latents: LatentCodes) -> int:
     """The latent axis that carries the correlation rho."""
     return factor_axis(latents, "rho")
-
-
-def distance_to_codes(points: np.ndarray, codes: np.ndarray) -> np.ndarray:
-    """Euclidean distance from each point (n, D) to its nearest code (N, D): (n,)."""
-    codes = check_codes(codes)
-    points = np.asarray(points, dtype=np.float64).reshape(-1, codes.shape[1])
-    return cKDTree(codes).query(points)[0]
-
-
-def typical_spacing(codes: np.ndarray) -> float:
-    """Median distance from a code to its nearest other code: the scale on which "far from the codes" is judged."""
-    codes = check_codes(codes)
-    if len(codes) < 2:
-        raise AtlasError("the typical spacing of codes needs at least 2 codes")
-    return float(np.median(cKDTree(codes).query(codes, k=2)[0][:, 1]))
 
 
 def _unit(vector: np.ndarray) -> np.ndarray:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import AtlasError
+from .neighbours import as_codes
 
 ROBUST_PERCENTILES = (2.0, 98.0)
 
@@ -19,10 +20,8 @@ def check_n_points(n_points: int) -> int:
 
 
 def check_codes(codes: np.ndarray, name: str = "codes") -> np.ndarray:
-    codes = np.asarray(codes, dtype=np.float64)
-    if codes.ndim != 2 or codes.shape[1] < 2 or len(codes) == 0:
-        raise AtlasError(f"{name} must be a non-empty (N, D) array with D >= 2, got shape {codes.shape}")
-    return codes
+    """Codes for the traversals and paths: a non-empty (N, D) array with at least the 2 axes of a plane."""
+    return as_codes(codes, name, min_dim=2)
 
 
 def check_axes(axes, latent_dim: int, count: int = 2) -> tuple[int, ...]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -78,28 +78,30 @@ def split_indices(n: int, test_fraction: float, rng: np.random.Generator) -> tup
     return np.sort(order[n_test:]).astype(np.int64), np.sort(order[:n_test]).astype(np.int64)
 
 
+def validation_split(train_idx: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Split the training indices into (fit, validation), both ascending; the test split stays untouched.
+
+    Training holds the validation part out for early stopping; the oracle is calibrated on it too.
+    """
+    if len(train_idx) < 2:
+        raise AtlasError(
+            f"training needs at least 2 images in the training split (one held out for early stopping), "
+            f"got {len(train_idx)}; use a larger factor grid or more samples"
+        )
+    order = np.random.default_rng(seed).permutation(train_idx)
+    n_val = min(max(int(round(len(order) * fraction)), 1), len(order) - 1)
+    return np.sort(order[n_val:]), np.sort(order[:n_val])
+
+
 def make_dataset(config: DataConfig) -> HeatmapDataset:
     """The dataset as a pure function of its config (which carries the seed): same config, same bytes."""
     rng = np.random.default_rng(config.seed)
     factors = sample_factors(config, rng)
     images = render_from_factors(factors, config.factor_names, grid_axis(config.grid_size, config.extent))
     train_idx, test_idx = split_indices(len(images), config.test_fraction, rng)
-    arrays = {
-        "images": images,
-        "factors": factors,
-        "factor_names": np.asarray(config.factor_names, dtype=np.str_),
-        "train_idx": train_idx,
-        "test_idx": test_idx,
-    }
-    return HeatmapDataset(
-        images=images,
-        factors=factors,
-        factor_names=config.factor_names,
-        train_idx=train_idx,
-        test_idx=test_idx,
-        config=config,
-        content_hash=sha256_arrays(arrays),
-    )
+    dataset = HeatmapDataset(images=images, factors=factors, factor_names=config.factor_names, train_idx=train_idx,
+                             test_idx=test_idx, config=config, content_hash="")
+    return replace(dataset, content_hash=sha256_arrays(dataset.arrays()))
 
 
 def load_dataset(path: str | Path) -> HeatmapDataset:
@@ -114,22 +116,27 @@ def load_dataset(path: str | Path) -> HeatmapDataset:
         config = build(DataConfig, metadata["config"])
     except (json.JSONDecodeError, KeyError, TypeError, ConfigError) as exc:
         raise AtlasError(f"dataset {path} has unreadable metadata ({exc})") from None
-    images, factors = arrays["images"], arrays["factors"]
+    images, factors, names = arrays["images"], arrays["factors"], arrays["factor_names"]
     n = len(images)
-    if images.ndim != 3 or images.dtype != np.float32 or factors.shape[0] != n:
-        raise AtlasError(f"dataset {path} is malformed: images {images.shape} {images.dtype}, factors {factors.shape}")
-    split = np.concatenate([arrays["train_idx"], arrays["test_idx"]])
-    if split.size and (split.min() < 0 or split.max() >= n):
+    if (images.ndim != 3 or images.dtype != np.float32 or factors.ndim != 2 or factors.shape[0] != n
+            or names.shape != (factors.shape[1],) or tuple(str(s) for s in names) != config.factor_names):
+        raise AtlasError(f"dataset {path} is malformed: images {images.shape} {images.dtype}, factors {factors.shape}, "
+                         f"factor names {names.tolist()}")
+    train_idx, test_idx = arrays["train_idx"], arrays["test_idx"]
+    split = np.concatenate([train_idx, test_idx])
+    if split.dtype.kind not in "iu" or (split.size and (split.min() < 0 or split.max() >= n)):
         raise AtlasError(f"dataset {path} is malformed: split indices outside 0..{n - 1}")
+    if np.intersect1d(train_idx, test_idx).size:
+        raise AtlasError(f"dataset {path} is malformed: the train and test splits overlap")
     content_hash = sha256_arrays({k: arrays[k] for k in ARRAY_KEYS})
     if content_hash != metadata.get("content_hash"):
         raise AtlasError(f"dataset {path} is corrupt: its content does not match the hash in its metadata")
     return HeatmapDataset(
         images=images,
         factors=factors,
-        factor_names=tuple(str(s) for s in arrays["factor_names"]),
-        train_idx=arrays["train_idx"].astype(np.int64),
-        test_idx=arrays["test_idx"].astype(np.int64),
+        factor_names=config.factor_names,
+        train_idx=train_idx.astype(np.int64),
+        test_idx=test_idx.astype(np.int64),
         config=config,
         content_hash=content_hash,
     )

@@ -6,6 +6,7 @@ with the origin at the bottom), pixel value = byte / 255, base64-encoded.
 
 import base64
 import functools
+import ipaddress
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -20,6 +21,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from .. import __version__
 from ..errors import AtlasError
@@ -41,6 +43,7 @@ SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
 }
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")  # Host header names (any port) of a loopback address
 
 
 def plotly_js_path() -> Path:
@@ -61,7 +64,8 @@ class Problem(BaseModel):
 
 
 class OracleInfo(BaseModel):
-    source: str = Field(description="oracle.json from the run folder, or how it was calibrated at startup.")
+    source: str = Field(description="oracle.json from the run folder, or how it was calibrated at startup (on the "
+                                    "validation reconstructions of the loaded runs without one, pooled per dataset).")
     threshold: float | None = Field(description="Largest residual still called a valid heatmap.")
     family: str
 
@@ -202,6 +206,11 @@ async def atlas_problem(request: Request, exc: AtlasError) -> JSONResponse:
     return JSONResponse({"detail": str(exc)}, status_code=422)
 
 
+async def internal_problem(request: Request, exc: Exception) -> JSONResponse:
+    """500 for a bug; sent from outside every middleware, so it carries the security headers itself."""
+    return JSONResponse({"detail": "internal server error"}, status_code=500, headers=SECURITY_HEADERS)
+
+
 TOO_LARGE = f"the request body is larger than the limit of {MAX_BODY_BYTES} bytes"
 
 
@@ -244,17 +253,53 @@ class BodySizeLimit:
         await self.app(scope, counted_receive, send)
 
 
-def create_app(run_dirs: list[str | Path], max_batch: int = 256) -> FastAPI:
+class SecurityHeaders:
+    """Adds ``headers`` to every response that does not set them itself (page, static files, vendor, API, errors)."""
+
+    def __init__(self, app: Any, headers: dict[str, str]):
+        self.app = app
+        self.headers = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()]
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                present = {name.lower() for name, _ in headers}
+                message = {**message, "headers": headers + [h for h in self.headers if h[0] not in present]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def trusted_hosts(host: str, address: str) -> tuple[str, ...] | None:
+    """The Host header names to accept when serving on ``host`` (as the user named it), bound to IP ``address``:
+    loopback names (and ``host`` itself) for a loopback address, against DNS rebinding; None (any) for an
+    address the user chose to expose."""
+    if not ipaddress.ip_address(address).is_loopback:
+        return None
+    name = host.lower()
+    own = f"[{name}]" if ":" in name and not name.startswith("[") else name
+    return LOOPBACK_HOSTS if own in LOOPBACK_HOSTS else (*LOOPBACK_HOSTS, own)
+
+
+def create_app(run_dirs: list[str | Path], max_batch: int = 256,
+               allowed_hosts: tuple[str, ...] | list[str] | None = None) -> FastAPI:
     """The explorer for one or two run folders (AtlasError when one cannot be loaded or they differ in dimension).
 
     Model work runs on one thread with the calling thread's torch intra-op thread count (``serve`` sets 1).
+    ``allowed_hosts``: the Host header names (any port) to answer, others get 400; None answers any.
     """
     if not 1 <= max_batch <= 4096:
         raise AtlasError(f"max_batch must lie in 1..4096, got {max_batch}")
-    return build_app(Explorer.load(run_dirs), max_batch)
+    return build_app(Explorer.load(run_dirs), max_batch, allowed_hosts)
 
 
-def build_app(explorer: Explorer, max_batch: int = 256) -> FastAPI:
+def build_app(explorer: Explorer, max_batch: int = 256,
+              allowed_hosts: tuple[str, ...] | list[str] | None = None) -> FastAPI:
     dim = explorer.latent_dim
     run_ids = tuple(explorer.sessions)
     Coordinate = Annotated[float, Field(ge=-CODE_BOUND, le=CODE_BOUND, allow_inf_nan=False)]
@@ -322,6 +367,7 @@ def build_app(explorer: Explorer, max_batch: int = 256) -> FastAPI:
             RequestValidationError: validation_problem,
             AtlasError: atlas_problem,
             StarletteHTTPException: http_problem,
+            Exception: internal_problem,
         },
     )
     problems = {400: {"model": Problem, "description": "A body that is not JSON text, or a bad Content-Length."},
@@ -383,11 +429,9 @@ def build_app(explorer: Explorer, max_batch: int = 256) -> FastAPI:
                             projected=session.view.apply(path.points).tolist(),
                             decoded=decode_response(session, decoded))
 
-    static_headers = {**SECURITY_HEADERS, "Cache-Control": "no-cache"}
-
     @app.get("/", include_in_schema=False)
     def page() -> FileResponse:
-        return FileResponse(STATIC_DIR / "index.html", headers=static_headers)
+        return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
 
     @app.get("/vendor/plotly.min.js", include_in_schema=False)
     def plotly_js() -> FileResponse:
@@ -397,6 +441,9 @@ def build_app(explorer: Explorer, max_batch: int = 256) -> FastAPI:
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.state.run_ids = run_ids
     app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
+    if allowed_hosts is not None:  # Starlette strips the port; a bracketed IPv6 name stays bracketed
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts), www_redirect=False)
+    app.add_middleware(SecurityHeaders, headers=SECURITY_HEADERS)  # added last: the outermost, sees every answer
     return app
 
 
@@ -420,6 +467,9 @@ def listening_socket(host: str, port: int) -> socket.socket:
 def serve(run_dirs: list[str | Path], host: str = "127.0.0.1", port: int = 8000, torch_threads: int = 1) -> None:
     """Load the runs, print the address and serve until interrupted.
 
+    On a loopback address only requests naming a loopback host are answered (``trusted_hosts``), so a web
+    page whose domain is rebound to 127.0.0.1 cannot read the API; on any other address every host is.
+
     Torch gets ``torch_threads`` intra-op threads (1: on a small, shared machine a second one costs more
     than it gains; see benchmarks/explorer_load.py).
     """
@@ -427,14 +477,14 @@ def serve(run_dirs: list[str | Path], host: str = "127.0.0.1", port: int = 8000,
     import uvicorn
 
     torch.set_num_threads(torch_threads)
-    app = create_app(run_dirs)
-    sock = listening_socket(host, port)
-    bound_host, bound_port = sock.getsockname()[:2]
-    shown = f"[{bound_host}]" if ":" in bound_host else bound_host
-    print(f"latent-atlas explorer: http://{shown}:{bound_port}/  serving {', '.join(app.state.run_ids)}; "
-          "Ctrl-C to stop", flush=True)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    sock = listening_socket(host, port)  # first: a taken port fails before the runs are loaded
     with sock:
+        bound_host, bound_port = sock.getsockname()[:2]
+        app = create_app(run_dirs, allowed_hosts=trusted_hosts(host, bound_host))
+        shown = f"[{bound_host}]" if ":" in bound_host else bound_host
+        print(f"latent-atlas explorer: http://{shown}:{bound_port}/  serving {', '.join(app.state.run_ids)}; "
+              "Ctrl-C to stop", flush=True)
+        server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
         try:
             server.run(sockets=[sock])
         except KeyboardInterrupt:  # uvicorn shuts down gracefully on Ctrl-C, then re-raises it

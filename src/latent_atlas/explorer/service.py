@@ -18,17 +18,18 @@ from ..analysis.latents import LatentCodes, encode_dataset, file_sha256, run_lat
 from ..analysis.paths import LatentPath, isovariance_path
 from ..analysis.projection import project
 from ..analysis.traversals import angular_traversal, interpolate
+from ..analysis.validity import calibrate_oracle, calibration_reconstructions
 from ..data import HeatmapDataset
 from ..errors import AtlasError
 from ..io import read_json
 from ..models import Autoencoder
-from ..models.inference import decode, encode, reconstruct
+from ..models.inference import decode, encode
 from ..oracle import HeatmapOracle
 from ..training import Run, load_run
-from ..training.run import MODEL_FILE
+from ..training.run import MODEL_FILE, ORACLE_FILE
 
-ORACLE_FILE = "oracle.json"
-CALIBRATION_IMAGES = 300
+CALIBRATION_IMAGES = 300  # validation reconstructions per run, for an oracle calibrated at startup
+CALIBRATION_SEED = 0
 VIEW_DIMENSIONS = 3
 METRIC_KEYS = ("test_frobenius", "test_elbo")
 
@@ -72,14 +73,40 @@ def fit_view(codes: np.ndarray) -> tuple[View, np.ndarray]:
     return View(method=method, components=solution[:-1].T, offset=solution[-1]), projected
 
 
-def load_oracle(run: Run, model: Autoencoder, dataset: HeatmapDataset) -> tuple[HeatmapOracle, str]:
-    """The run's saved ``oracle.json``, else one calibrated now on reconstructions of test images (kept in memory)."""
+def saved_oracle(run: Run) -> HeatmapOracle | None:
+    """The oracle a study saved in the run folder (``oracle.json``), if there is one."""
     path = run.path / ORACLE_FILE
-    if path.exists():
-        return HeatmapOracle.from_dict(read_json(path, what="oracle")), ORACLE_FILE
-    calibration = dataset.test_idx[:CALIBRATION_IMAGES] if len(dataset.test_idx) else np.arange(len(dataset))
-    oracle = HeatmapOracle.for_dataset(dataset).fit(reconstruct(model, dataset.images[calibration]))
-    return oracle, f"calibrated at startup on {len(calibration)} test reconstructions"
+    return HeatmapOracle.from_dict(read_json(path, what="oracle")) if path.exists() else None
+
+
+def calibrated_oracle(dataset: HeatmapDataset, members: dict[str, tuple[Run, Autoencoder]]) -> tuple[HeatmapOracle, str]:
+    """One oracle for runs trained on ``dataset`` (by id), calibrated now on their pooled validation reconstructions
+    (a seeded ``CALIBRATION_IMAGES`` per run) as the study calibrates its own; returns it and how it was made."""
+    reconstructions = {run_id: calibration_reconstructions(run, model, dataset, limit=CALIBRATION_IMAGES,
+                                                           seed=CALIBRATION_SEED)
+                       for run_id, (run, model) in members.items()}  # id -> (M, H, W)
+    oracle = calibrate_oracle(dataset, list(reconstructions.values()))
+    counts = ", ".join(f"{len(images)} by {run_id}" for run_id, images in reconstructions.items())
+    shared = f"; shared by {' and '.join(members)}" if len(members) > 1 else ""
+    return oracle, (f"calibrated at startup on validation reconstructions ({counts}): "
+                    f"the {oracle.quantile * 100:g}th percentile residual{shared}")
+
+
+def load_oracles(runs: dict[str, tuple[Run, Autoencoder, HeatmapDataset]]) -> dict[str, tuple[HeatmapOracle, str]]:
+    """Each run's ``oracle.json``; runs without one share, per dataset, one oracle calibrated at startup."""
+    oracles: dict[str, tuple[HeatmapOracle, str]] = {}
+    uncalibrated: dict[str, dict[str, tuple[Run, Autoencoder]]] = {}  # dataset hash -> id -> (run, model)
+    for run_id, (run, model, dataset) in runs.items():
+        saved = saved_oracle(run)
+        if saved is not None:
+            oracles[run_id] = saved, ORACLE_FILE
+        else:
+            uncalibrated.setdefault(dataset.content_hash, {})[run_id] = run, model
+    for members in uncalibrated.values():
+        dataset = runs[next(iter(members))][2]
+        calibrated = calibrated_oracle(dataset, members)
+        oracles.update(dict.fromkeys(members, calibrated))
+    return {run_id: oracles[run_id] for run_id in runs}
 
 
 def load_latents(run: Run, model: Autoencoder, dataset: HeatmapDataset) -> LatentCodes:
@@ -120,16 +147,6 @@ class RunSession:
         derived = ("var_diff",) if {"var_x", "var_y"} <= set(latents.factor_names) else ()
         self.colour_names = latents.factor_names + derived
         self.colours = np.column_stack([latents.factor(name) for name in self.colour_names])  # (N, K')
-
-    @classmethod
-    def load(cls, run: Run, run_id: str, dataset: HeatmapDataset | None = None) -> RunSession:
-        dataset = run.load_dataset() if dataset is None else dataset
-        if dataset.content_hash != run.config["data"]["content_hash"]:
-            raise AtlasError(f"dataset {run.dataset_path} is not the one run {run.path} was trained on")
-        model = run.load_model()
-        latents = load_latents(run, model, dataset)
-        oracle, source = load_oracle(run, model, dataset)
-        return cls(run_id, run, model, dataset, latents, oracle, source)
 
     @property
     def latent_dim(self) -> int:
@@ -256,7 +273,8 @@ class Explorer:
 
     @classmethod
     def load(cls, run_dirs: list[str | Path]) -> Explorer:
-        """Load one or two run folders; runs trained on the same dataset file share it in memory."""
+        """Load one or two run folders; runs trained on the same dataset file share it in memory, and runs
+        without an ``oracle.json`` share one oracle per dataset (one yardstick for both)."""
         paths = [Path(p) for p in run_dirs]
         if not 1 <= len(paths) <= 2:
             raise AtlasError(f"the explorer shows one run or compares two, got {len(paths)} run folders")
@@ -269,8 +287,15 @@ class Explorer:
         for run in runs:
             if run.dataset_path not in datasets:
                 datasets[run.dataset_path] = run.load_dataset()
-        return cls([RunSession.load(run, run_id, datasets[run.dataset_path])
-                    for run, run_id in zip(runs, run_ids(paths))])
+        loaded = {}
+        for run, run_id in zip(runs, run_ids(paths)):
+            dataset = datasets[run.dataset_path]
+            if dataset.content_hash != run.config["data"]["content_hash"]:
+                raise AtlasError(f"dataset {run.dataset_path} is not the one run {run.path} was trained on")
+            loaded[run_id] = run, run.load_model(), dataset
+        oracles = load_oracles(loaded)
+        return cls([RunSession(run_id, run, model, dataset, load_latents(run, model, dataset), *oracles[run_id])
+                    for run_id, (run, model, dataset) in loaded.items()])
 
     @property
     def latent_dim(self) -> int:

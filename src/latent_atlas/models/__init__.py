@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 from ..config import ModelConfig
-from .autoencoder import Autoencoder, ForwardOutput, LossParts, Posterior, VariationalAutoencoder
+from .autoencoder import (
+    Autoencoder,
+    ForwardOutput,
+    LossParts,
+    Posterior,
+    VariationalAutoencoder,
+)
 
 MODEL_KINDS: dict[str, type[Autoencoder]] = {cls.kind: cls for cls in (Autoencoder, VariationalAutoencoder)}
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..errors import AtlasError
 from .autoencoder import Autoencoder
 
 BATCH = 1024
@@ -35,7 +36,9 @@ def encode(model: Autoencoder, images: np.ndarray, batch_size: int = BATCH) -> t
 def decode(model: Autoencoder, codes: np.ndarray, batch_size: int = BATCH) -> np.ndarray:
     """(N, D) codes -> (N, H, W) float32 mean images in (0, 1)."""
     model.eval()
-    codes = np.asarray(codes, dtype=np.float32).reshape(-1, model.latent_dim)
+    codes = np.asarray(codes, dtype=np.float32)
+    if codes.ndim != 2 or codes.shape[1] != model.latent_dim:
+        raise AtlasError(f"codes must have shape (N, {model.latent_dim}) for this model, got {codes.shape}")
     out = [
         model.decode_images(torch.from_numpy(codes[start : start + batch_size]).to(_device(model))).cpu().numpy()
         for start in range(0, len(codes), batch_size)
@@ -46,3 +49,22 @@ def decode(model: Autoencoder, codes: np.ndarray, batch_size: int = BATCH) -> np
 def reconstruct(model: Autoencoder, images: np.ndarray, batch_size: int = BATCH) -> np.ndarray:
     """Decode each image's posterior mean: (N, H, W) -> (N, H, W)."""
     return decode(model, encode(model, images, batch_size)[0], batch_size)
+
+
+@torch.no_grad()
+def mean_loss(model: Autoencoder, images: torch.Tensor, seed: int, batch_size: int = BATCH) -> dict[str, float]:
+    """Mean loss parts per image over (N, 1, H, W) images, one posterior sample each from a fixed seed.
+
+    The same seed gives the same noise on every call (common random numbers across epochs). Returns
+    ``loss`` (the beta-weighted objective), ``reconstruction`` and ``kl``.
+    """
+    model.eval()
+    generator = torch.Generator(device=images.device).manual_seed(seed)
+    sums = {"loss": 0.0, "reconstruction": 0.0, "kl": 0.0}
+    for start in range(0, len(images), batch_size):
+        batch = images[start : start + batch_size]  # (B, 1, H, W)
+        parts = model.loss(batch, sample=True, generator=generator)
+        sums["loss"] += parts.total.item() * len(batch)
+        sums["reconstruction"] += parts.reconstruction.item() * len(batch)
+        sums["kl"] += parts.kl.item() * len(batch)
+    return {key: value / len(images) for key, value in sums.items()}

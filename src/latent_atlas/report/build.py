@@ -22,8 +22,19 @@ from .figures_compare import (
     valid_fraction_figure,
     worst_examples_figure,
 )
-from .figures_data import dimension_figure, reconstruction_examples, sample_grid, training_curves
-from .figures_latent import embedding_grid, image_strip, path_overlay, projection_grid, scatter3d
+from .figures_data import (
+    dimension_figure,
+    reconstruction_examples,
+    sample_grid,
+    training_curves,
+)
+from .figures_latent import (
+    embedding_grid,
+    image_strip,
+    path_overlay,
+    projection_grid,
+    scatter3d,
+)
 from .html import FigureStore, NumberSources, json_pretty, plotly_div, plotly_js
 
 if TYPE_CHECKING:

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from matplotlib.figure import Figure
 
+from .figures_latent import show_heatmap
+
 if TYPE_CHECKING:
     from ..analysis.classify import KnnResult
 
@@ -45,12 +47,6 @@ def error_histograms(errors_by_model: Mapping[str, np.ndarray], bins: int = 60) 
     return fig
 
 
-def _show_image(ax, image: np.ndarray, extent: float) -> None:
-    ax.imshow(image, origin="lower", extent=[-extent, extent, -extent, extent], cmap="viridis", vmin=0, vmax=1)
-    ax.set_xticks([])
-    ax.set_yticks([])
-
-
 def worst_examples_figure(
     originals: np.ndarray,
     reconstructions_by_model: Mapping[str, np.ndarray],
@@ -76,8 +72,8 @@ def worst_examples_figure(
                 bottom[c].set_axis_off()
                 continue
             i = indices[c]
-            _show_image(top[c], originals[i], extent)
-            _show_image(bottom[c], reconstructions_by_model[model][i], extent)
+            show_heatmap(top[c], originals[i], extent)
+            show_heatmap(bottom[c], reconstructions_by_model[model][i], extent)
             top[c].set_title(f"error {float(errors_by_model[model][i]):.2f}", fontsize="small")
         top[0].set_ylabel(f"{model}\noriginal", fontsize="small")
         bottom[0].set_ylabel(f"{model}\nreconstruction", fontsize="small")
@@ -167,7 +163,7 @@ def knn_figure(results: Mapping[str, Mapping[str, KnnResult]]) -> Figure:
         ax.set_xlabel("features")
     axes[0].set_ylim(0, 1.05)
     axes[0].set_ylabel("score (bootstrap 95% interval)")
-    fig.suptitle("KNN: which images have heavy tails (df 2)?")
+    fig.suptitle("KNN: which images have heavy tails?")
     return fig
 
 

@@ -8,15 +8,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from ..data import HeatmapDataset
-from .figures_latent import IMAGE_STYLE
-
-
-def _image(ax, image: np.ndarray, extent: float, title: str = "") -> None:
-    ax.imshow(image, extent=[-extent, extent, -extent, extent], **IMAGE_STYLE)
-    ax.set_xticks([])
-    ax.set_yticks([])
-    if title:
-        ax.set_title(title, fontsize=7)
+from .figures_latent import show_heatmap
 
 
 def _factor_label(names: Sequence[str], row: np.ndarray) -> str:
@@ -32,7 +24,7 @@ def sample_grid(dataset: HeatmapDataset, n: int = 16, seed: int = 0) -> Figure:
     fig = Figure(figsize=(1.35 * columns, 1.55 * rows), layout="constrained")
     axes = fig.subplots(rows, columns, squeeze=False).ravel()
     for ax, i in zip(axes, index):
-        _image(ax, dataset.images[i], dataset.config.extent, _factor_label(dataset.factor_names, dataset.factors[i]))
+        show_heatmap(ax, dataset.images[i], dataset.config.extent, _factor_label(dataset.factor_names, dataset.factors[i]))
     for ax in axes[len(index):]:
         ax.set_axis_off()
     fig.suptitle(f"{dataset.config.kind}: {len(index)} of {len(dataset)} heatmaps (x across, y up)")
@@ -70,9 +62,9 @@ def reconstruction_examples(originals: np.ndarray, reconstructions: Mapping[str,
     fig = Figure(figsize=(1.3 * len(index) + 0.8, 1.35 * rows), layout="constrained")
     grid = fig.subplots(rows, len(index), squeeze=False)
     for c, i in enumerate(index):
-        _image(grid[0, c], originals[i], extent)
+        show_heatmap(grid[0, c], originals[i], extent)
         for r, images in enumerate(reconstructions.values(), start=1):
-            _image(grid[r, c], images[i], extent)
+            show_heatmap(grid[r, c], images[i], extent)
     for r, name in enumerate(["original", *reconstructions]):
         grid[r, 0].set_ylabel(name, fontsize="small")
     return fig

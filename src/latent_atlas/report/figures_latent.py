@@ -22,6 +22,15 @@ PATH_COLOURS = ("#d62728", "#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd", "#17becf"
 INVALID_COLOUR = "#d62728"
 
 
+def show_heatmap(ax, image: np.ndarray, extent: float, title: str = "") -> None:
+    """One heatmap in the project's style: x across, y up (row 0 at the bottom), values 0..1, no ticks."""
+    ax.imshow(image, extent=[-extent, extent, -extent, extent], **IMAGE_STYLE)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if title:
+        ax.set_title(title, fontsize=7)
+
+
 def _path_colour(index: int) -> str:
     return PATH_COLOURS[index % len(PATH_COLOURS)]
 
@@ -127,9 +136,7 @@ def image_strip(images: np.ndarray, recovered: Mapping[str, np.ndarray] | None =
     grid = fig.add_gridspec(1 + len(recovered), n, height_ratios=[1.0] + [0.95] * len(recovered), wspace=0)
     for i, image in enumerate(images):
         ax = fig.add_subplot(grid[0, i])
-        ax.imshow(image, extent=[-extent, extent, -extent, extent], **IMAGE_STYLE)
-        ax.set_xticks([])
-        ax.set_yticks([])
+        show_heatmap(ax, image, extent)
         ax.set_title(str(i), fontsize=7, pad=2)
         for spine in ax.spines.values():
             spine.set_visible(bool(invalid[i]))

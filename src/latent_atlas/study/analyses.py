@@ -11,23 +11,50 @@ from typing import Any
 
 import numpy as np
 
-from ..analysis.classify import KnnResult, df_classification, heavy_tail_labels, knn_classifier
-from ..analysis.compare import code_scale, density_summary, error_summary, nearest_neighbour_distances, worst_examples
-from ..analysis.disentanglement import factor_correlations, mutual_information_gap, sap_score
-from ..analysis.holes import empty_region_points, empty_volume_fraction, prior_hole_stats, prior_points, valid_fraction
+from ..analysis.classify import (
+    KnnResult,
+    covariance_bayes_accuracy,
+    df_classification,
+    heavy_tail_labels,
+    knn_classifier,
+    missing_class,
+)
+from ..analysis.compare import (
+    code_scale,
+    density_summary,
+    error_summary,
+    nearest_neighbour_distances,
+    worst_examples,
+)
+from ..analysis.disentanglement import (
+    factor_correlations,
+    mutual_information_gap,
+    sap_score,
+)
+from ..analysis.holes import (
+    empty_region_points,
+    empty_volume_fraction,
+    prior_hole_stats,
+    prior_points,
+    valid_fraction,
+)
 from ..analysis.latents import LatentCodes
+from ..analysis.neighbours import distance_to_codes, typical_spacing
 from ..analysis.paths import (
     LatentPath,
     bounding_planes,
-    distance_to_codes,
     empty_region_traversal,
     factor_association,
     hull_perturbations,
     isovariance_path,
-    typical_spacing,
 )
 from ..analysis.projection import project
-from ..analysis.traversals import angular_traversal, interpolate, latent_arithmetic, line_traversal
+from ..analysis.traversals import (
+    angular_traversal,
+    interpolate,
+    latent_arithmetic,
+    line_traversal,
+)
 from ..data import HeatmapDataset
 from ..errors import AtlasError
 from ..models import Autoencoder
@@ -49,19 +76,6 @@ def trend(values: np.ndarray) -> float:
 
 
 # -- the oracle ------------------------------------------------------------------------------------------
-
-
-def calibrate_oracle(dataset: HeatmapDataset, reconstructions: list[np.ndarray]) -> HeatmapOracle:
-    """An oracle whose validity threshold is the 99th percentile residual of the models' test reconstructions.
-
-    Real images have residual ~1e-7 and cannot calibrate; a trained model's reconstruction of a real image
-    is what a good decode looks like, so the reconstructions of every model trained on the dataset are
-    pooled (one threshold per dataset, the same yardstick for every model). On the study's runs, decodes
-    up to that residual (about 0.6) look like clean ellipses and the few above it like lines or dots; a
-    stricter choice (the residuals of only the better half of reconstructions, about 0.25) calls many
-    clean thin ellipses invalid.
-    """
-    return HeatmapOracle.for_dataset(dataset, quantile=0.99).fit(np.concatenate(reconstructions))
 
 
 def _error_stats(values: np.ndarray) -> dict[str, float]:
@@ -296,15 +310,32 @@ def explore_run(analysis: RunAnalysis, model: Autoencoder, oracle: HeatmapOracle
 # -- the four-factor problem -----------------------------------------------------------------------------
 
 
-def knn_baselines(dataset: HeatmapDataset, seed: int) -> dict[str, KnnResult]:
-    """The df classifier on the true covariance factors and on raw pixels: what the codes are measured against."""
-    results = df_classification(np.zeros((len(dataset), 1)), dataset.factors, dataset.factor_names, dataset.images,
-                                dataset.train_idx, dataset.test_idx, seed=seed)
-    return {"factors": results["factors"], "pixels": results["pixels"]}
+def knn_baselines(dataset: HeatmapDataset, seed: int) -> tuple[dict[str, KnnResult], dict[str, Any]]:
+    """The df classifier on the true covariance factors and on raw pixels: what the codes are measured against.
+
+    Also the best accuracy any classifier of the covariance alone can reach under the data's df rule.
+    """
+    config = dataset.config
+    labels = heavy_tail_labels(dataset.factors, dataset.factor_names, config.df_heavy)
+    reason = missing_class(labels, dataset.train_idx, dataset.test_idx)
+    ceiling = covariance_bayes_accuracy(dataset.factor("var_x")[dataset.test_idx], dataset.factor("var_y")[dataset.test_idx],
+                                        config.df_threshold, config.df_noise_max)
+    summary = {"covariance_ceiling": ceiling, "skipped": reason}
+    if reason:
+        return {}, summary
+    results = df_classification(None, dataset.factors, dataset.factor_names, dataset.images, dataset.train_idx,
+                                dataset.test_idx, seed=seed, heavy_df=config.df_heavy)
+    summary.update({name: result.to_dict() for name, result in results.items()})
+    return results, summary
 
 
 def knn_on_codes(analysis: RunAnalysis, dataset: HeatmapDataset, seed: int) -> None:
-    labels = heavy_tail_labels(dataset.factors, dataset.factor_names)
+    """The df classifier on the run's codes; recorded as skipped when a split lacks one of the classes."""
+    labels = heavy_tail_labels(dataset.factors, dataset.factor_names, dataset.config.df_heavy)
+    reason = missing_class(labels, dataset.train_idx, dataset.test_idx)
+    if reason:
+        analysis.results["knn_df"] = {"skipped": reason}
+        return
     codes = analysis.latents.codes
     result = knn_classifier(codes[dataset.train_idx], labels[dataset.train_idx], codes[dataset.test_idx],
                             labels[dataset.test_idx], seed=seed, features="codes")

@@ -6,7 +6,15 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from ..config import DataConfig, FactorRange, FrozenConfig, ModelConfig, TrainConfig, build, section
+from ..config import (
+    DataConfig,
+    FactorRange,
+    FrozenConfig,
+    ModelConfig,
+    TrainConfig,
+    build,
+    section,
+)
 
 
 class StudyConfig(FrozenConfig):
@@ -22,10 +30,17 @@ class StudyConfig(FrozenConfig):
 
     @field_validator("latent_dims")
     @classmethod
-    def _positive_dims(cls, value: tuple[int, ...]) -> tuple[int, ...]:
-        if any(d < 1 for d in value):
-            raise ValueError(f"latent dimensions must be positive, got {list(value)}")
+    def _plane_sized_dims(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if any(d < 2 for d in value):
+            raise ValueError(f"the study's analyses need latent dimensions of at least 2, got {list(value)}")
         return tuple(sorted(set(value)))
+
+    @field_validator("model")
+    @classmethod
+    def _plane_sized_model(cls, value: ModelConfig) -> ModelConfig:
+        if value.latent_dim < 2:
+            raise ValueError(f"latent_dim: the study's analyses (planes, paths, MIG) need at least 2, got {value.latent_dim}")
+        return value
 
     def data_for(self, kind: str) -> DataConfig:
         return build(DataConfig, {**self.data.to_dict(), "kind": kind}, section="data")

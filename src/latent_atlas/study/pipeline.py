@@ -11,6 +11,7 @@ from __future__ import annotations
 import shutil
 import sys
 import time
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -22,17 +23,23 @@ import numpy as np
 from .. import __version__
 from ..analysis.classify import KnnResult
 from ..analysis.latents import run_latents
+from ..analysis.validity import calibrate_oracle, calibration_reconstructions
 from ..data import HeatmapDataset, load_dataset, make_dataset
 from ..errors import AtlasError
 from ..evaluation import evaluate_run
-from ..io import read_json, read_npz, write_json
-from ..models.inference import decode
+from ..io import read_json, write_json
 from ..oracle import HeatmapOracle
 from ..training import Run, load_run, train
-from ..training.run import CONFIG_FILE, EVALUATION_FILE, MODEL_FILE, run_config
+from ..training.run import (
+    ANALYSIS_FILE,
+    CONFIG_FILE,
+    MODEL_FILE,
+    ORACLE_FILE,
+    run_config,
+    same_settings,
+)
 from .analyses import (
     RunAnalysis,
-    calibrate_oracle,
     embed_codes,
     explore_run,
     knn_baselines,
@@ -44,8 +51,6 @@ from .analyses import (
 )
 from .config import StudyConfig
 
-ANALYSIS_FILE = "analysis.json"
-ORACLE_FILE = "oracle.json"
 RESULTS_FILE = "results.json"
 
 
@@ -69,12 +74,6 @@ class Progress:
         self.seconds[name] = round(self.seconds.get(name, 0.0) + time.perf_counter() - started, 2)
 
 
-def _same_config(a: dict, b: dict) -> bool:
-    return {k: v for k, v in a.items() if k != "latent_atlas_version"} == {
-        k: v for k, v in b.items() if k != "latent_atlas_version"
-    }
-
-
 def prepare_dataset(config: StudyConfig, kind: str, data_dir: Path, progress: Progress) -> tuple[HeatmapDataset, Path]:
     """The dataset file for ``kind``: reused when it exists with the same config, else generated."""
     path = data_dir / f"{kind}.npz"
@@ -95,17 +94,23 @@ def prepare_dataset(config: StudyConfig, kind: str, data_dir: Path, progress: Pr
 
 def prepare_run(config: StudyConfig, dataset: HeatmapDataset, dataset_path: Path, kind: str, run_dir: Path,
                 retrain: bool, progress: Progress, latent_dim: int | None = None) -> Run:
-    """A trained run for this dataset and model kind: reused when finished with the same config, else trained."""
+    """A trained run for this dataset and model kind.
+
+    A finished run with the same config is reused, an interrupted one resumed; anything else is replaced.
+    """
     model_config = config.model_for(kind, latent_dim).for_images(dataset.image_shape)
     wanted = run_config(dataset, dataset_path, model_config, config.train, run_dir)
-    if not retrain and (run_dir / MODEL_FILE).is_file():
-        if _same_config(read_json(run_dir / CONFIG_FILE, what="run config"), wanted):
-            progress.say(f"[train] reusing {run_dir}")
-            return load_run(run_dir)
-    if run_dir.exists():
+    same = (run_dir / CONFIG_FILE).is_file() and same_settings(read_json(run_dir / CONFIG_FILE, what="run config"),
+                                                                wanted)
+    if same and not retrain and (run_dir / MODEL_FILE).is_file():
+        progress.say(f"[train] reusing {run_dir}")
+        return load_run(run_dir)
+    resume = same and not retrain and not (run_dir / MODEL_FILE).is_file()
+    if run_dir.exists() and not resume:
         shutil.rmtree(run_dir)
-    progress.say(f"[train] {kind} on {dataset.config.kind} -> {run_dir}")
-    result = train(dataset, dataset_path, model_config, config.train, run_dir, progress=progress.enabled)
+    progress.say(f"[train] {'resuming' if resume else 'training'} {kind} on {dataset.config.kind} -> {run_dir}")
+    result = train(dataset, dataset_path, model_config, config.train, run_dir, resume=resume,
+                   progress=progress.enabled)
     progress.say(f"[train] {result.epochs_run} epochs in {result.seconds:.1f} s "
                  f"({result.images_per_second:,.0f} images/s)")
     return result.run
@@ -120,6 +125,7 @@ class DatasetStudy:
     oracle: HeatmapOracle
     runs: dict[str, RunAnalysis] = field(default_factory=dict)  # by run name
     sweep: dict[str, RunAnalysis] = field(default_factory=dict)  # extra VAEs of other latent dimensions
+    oracle_file: dict[str, Any] = field(default_factory=dict)  # what oracle.json holds in each run folder
     knn_baselines: dict[str, KnnResult] = field(default_factory=dict)
     results: dict[str, Any] = field(default_factory=dict)
 
@@ -134,13 +140,16 @@ class StudyResult:
     report: Path | None = None
 
 
+def run_rng(seed: int, name: str) -> np.random.Generator:
+    """The analyses' random stream for one run: the study's seed and a stable hash of the run's name."""
+    return np.random.default_rng([seed, zlib.crc32(name.encode())])
+
+
 def evaluated(run: Run, model, dataset: HeatmapDataset) -> RunAnalysis:
     """Evaluate a run on the test split and gather what every analysis starts from."""
-    evaluate_run(run, dataset)
-    latents = run_latents(run, dataset, model)
-    errors = read_npz(run.path / EVALUATION_FILE)["frobenius"]
-    reconstructions = decode(model, latents.mean[dataset.test_idx])
-    return RunAnalysis(name=run.name, kind=run.kind, latents=latents, errors=errors, reconstructions=reconstructions)
+    evaluation = evaluate_run(run, dataset, model=model)
+    return RunAnalysis(name=run.name, kind=run.kind, latents=run_latents(run, dataset, model),
+                       errors=evaluation.errors, reconstructions=evaluation.reconstructions)
 
 
 def latent_dimension_sweep(config: StudyConfig, study: DatasetStudy, dataset_path: Path, test_reading,
@@ -156,13 +165,13 @@ def latent_dimension_sweep(config: StudyConfig, study: DatasetStudy, dataset_pat
         with progress.stage("analysis", f"[analyse] {name}"):
             model = runs[name].load_model()
             analysis = evaluated(runs[name], model, study.dataset)
-            rng = np.random.default_rng([seed, dim])
+            rng = run_rng(seed, name)
             reconstruction_analysis(analysis, test_reading, study.oracle)
             latent_structure(analysis, rng)
             prior_decodes(analysis, model, study.oracle, rng)
             embed_codes(analysis, rng, seed)
-        write_json(runs[name].path / ANALYSIS_FILE, analysis.results)
-        write_json(runs[name].path / ORACLE_FILE, study.oracle.to_dict())
+        write_json(runs[name].path / ANALYSIS_FILE, {**analysis.results, "provenance": runs[name].provenance()})
+        write_json(runs[name].path / ORACLE_FILE, study.oracle_file)
         sweep[name] = analysis
     return sweep
 
@@ -182,17 +191,23 @@ def study_dataset(config: StudyConfig, kind: str, output: Path, retrain: bool, p
         for name in names.values():
             models[name] = runs[name].load_model()
         analyses = {name: evaluated(runs[name], models[name], dataset) for name in names.values()}
-    with progress.stage("oracle", f"[oracle] calibrating on {kind} reconstructions"):
-        oracle = calibrate_oracle(dataset, [a.reconstructions for a in analyses.values()])
+    with progress.stage("oracle", f"[oracle] calibrating on {kind} validation reconstructions"):
+        oracle = calibrate_oracle(
+            dataset, [calibration_reconstructions(runs[name], models[name], dataset) for name in names.values()]
+        )
         accuracy, test_reading = oracle_accuracy(oracle, dataset)
+        oracle_file = {**oracle.to_dict(), "provenance": {
+            "dataset_hash": dataset.content_hash,
+            "calibrated_on": {name: runs[name].provenance()["model_sha256"] for name in names.values()},
+        }}
         for name in names.values():
-            write_json(runs[name].path / ORACLE_FILE, oracle.to_dict())
-    study = DatasetStudy(kind=kind, dataset=dataset, oracle=oracle, runs=analyses)
+            write_json(runs[name].path / ORACLE_FILE, oracle_file)
+    study = DatasetStudy(kind=kind, dataset=dataset, oracle=oracle, runs=analyses, oracle_file=oracle_file)
     oracle_state = {k: v for k, v in oracle.to_dict().items() if k != "axis"}
     study.results = {"n_images": len(dataset), "n_test": int(len(dataset.test_idx)),
                      "content_hash": dataset.content_hash, "oracle": oracle_state, "oracle_accuracy": accuracy}
     for name, analysis in analyses.items():
-        rng = np.random.default_rng([seed, len(name)])
+        rng = run_rng(seed, name)
         with progress.stage("analysis", f"[analyse] {name}"):
             reconstruction_analysis(analysis, test_reading, oracle)
             latent_structure(analysis, rng)
@@ -201,14 +216,13 @@ def study_dataset(config: StudyConfig, kind: str, output: Path, retrain: bool, p
                 explore_run(analysis, models[name], oracle, rng)
             if "df" in dataset.factor_names:
                 knn_on_codes(analysis, dataset, seed)
-        write_json(runs[name].path / ANALYSIS_FILE, analysis.results)
+        write_json(runs[name].path / ANALYSIS_FILE, {**analysis.results, "provenance": runs[name].provenance()})
     if kind == "gaussian" and config.sweep_dims:
         study.sweep = latent_dimension_sweep(config, study, dataset_path, test_reading, output, retrain, progress,
                                              runs)
     if "df" in dataset.factor_names:
         with progress.stage("analysis", f"[analyse] KNN baselines on {kind}"):
-            study.knn_baselines = knn_baselines(dataset, seed)
-        study.results["knn_baselines"] = {k: v.to_dict() for k, v in study.knn_baselines.items()}
+            study.knn_baselines, study.results["knn_baselines"] = knn_baselines(dataset, seed)
     return study
 
 

@@ -1,4 +1,6 @@
-"""The run folder: config.json, model.safetensors, history.csv, metrics.json (and a resumable training state)."""
+"""The run folder and its files: the training's (config.json, model.safetensors, history.csv, metrics.json,
+training_state.safetensors for resuming) and the analyses' (evaluation.npz, latents.npz, oracle.json, analysis.json).
+"""
 
 from __future__ import annotations
 
@@ -7,11 +9,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .. import __version__
 from ..config import ModelConfig, TrainConfig, build
 from ..data import HeatmapDataset, load_dataset
+from ..data.dataset import validation_split
 from ..errors import AtlasError, ConfigError
-from ..io import read_json
+from ..io import file_sha256, read_json
 from ..models import Autoencoder
 from .checkpoint import load_model
 
@@ -21,6 +26,9 @@ HISTORY_FILE = "history.csv"
 METRICS_FILE = "metrics.json"
 STATE_FILE = "training_state.safetensors"
 EVALUATION_FILE = "evaluation.npz"
+ORACLE_FILE = "oracle.json"
+LATENTS_FILE = "latents.npz"
+ANALYSIS_FILE = "analysis.json"
 
 
 def run_config(dataset: HeatmapDataset, dataset_path: Path, model: ModelConfig, train: TrainConfig, run_dir: Path) -> dict:
@@ -34,6 +42,13 @@ def run_config(dataset: HeatmapDataset, dataset_path: Path, model: ModelConfig, 
         },
         "model": model.to_dict(),
         "train": train.to_dict(),
+    }
+
+
+def same_settings(saved: dict, wanted: dict) -> bool:
+    """Whether two run configs describe the same training (the package version aside)."""
+    return {k: v for k, v in saved.items() if k != "latent_atlas_version"} == {
+        k: v for k, v in wanted.items() if k != "latent_atlas_version"
     }
 
 
@@ -68,6 +83,19 @@ class Run:
                 "(content hash differs)"
             )
         return dataset
+
+    def provenance(self) -> dict[str, Any]:
+        """What made an artifact of this run: the resolved config, the dataset's hash, the weights' hash."""
+        return {
+            "latent_atlas_version": __version__,
+            "dataset_hash": self.config["data"]["content_hash"],
+            "model_sha256": file_sha256(self.path / MODEL_FILE),
+            "config": self.config,
+        }
+
+    def validation_indices(self, dataset: HeatmapDataset) -> np.ndarray:
+        """The images this run held out of its training split for early stopping (never trained on, not test)."""
+        return validation_split(dataset.train_idx, self.train_config.validation_fraction, self.train_config.seed)[1]
 
     def metrics(self) -> dict[str, Any]:
         path = self.path / METRICS_FILE

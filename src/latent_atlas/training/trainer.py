@@ -19,28 +19,30 @@ from tqdm.auto import tqdm
 
 from ..config import ModelConfig, TrainConfig
 from ..data import HeatmapDataset
+from ..data.dataset import validation_split
 from ..errors import AtlasError
-from ..io import read_json, write_json
+from ..io import read_json, write_bytes, write_json
 from ..models import Autoencoder, build_model
+from ..models.inference import mean_loss
 from .checkpoint import save_model, state_from_file, state_to_bytes
 from .history import write_history
-from .run import CONFIG_FILE, HISTORY_FILE, METRICS_FILE, MODEL_FILE, STATE_FILE, Run, load_run, run_config
-from ..io import write_bytes
-
-EVAL_BATCH = 1024
+from .run import (
+    CONFIG_FILE,
+    HISTORY_FILE,
+    METRICS_FILE,
+    MODEL_FILE,
+    STATE_FILE,
+    Run,
+    load_run,
+    run_config,
+    same_settings,
+)
 
 
 def resolve_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise AtlasError("--device cuda was requested but CUDA is not available on this machine")
     return torch.device(name)
-
-
-def validation_split(train_idx: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Hold out part of the training split for early stopping; the test split stays untouched."""
-    order = np.random.default_rng(seed).permutation(train_idx)
-    n_val = min(max(int(round(len(order) * fraction)), 1), len(order) - 1)
-    return np.sort(order[n_val:]), np.sort(order[:n_val])
 
 
 def images_tensor(dataset: HeatmapDataset, index: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -54,24 +56,9 @@ def initialised_model(config: ModelConfig, seed: int, device: torch.device) -> A
     return model.to(device)
 
 
-@torch.no_grad()
-def held_out_loss(model: Autoencoder, images: torch.Tensor, seed: int) -> dict[str, float]:
-    """Mean loss parts over held-out images, with the same noise every epoch (common random numbers)."""
-    model.eval()
-    generator = torch.Generator(device=images.device).manual_seed(seed)
-    sums = {"loss": 0.0, "reconstruction": 0.0, "kl": 0.0}
-    for start in range(0, len(images), EVAL_BATCH):
-        batch = images[start : start + EVAL_BATCH]
-        parts = model.loss(batch, sample=True, generator=generator)
-        sums["loss"] += parts.total.item() * len(batch)
-        sums["reconstruction"] += parts.reconstruction.item() * len(batch)
-        sums["kl"] += parts.kl.item() * len(batch)
-    return {key: value / len(images) for key, value in sums.items()}
-
-
 @dataclass
 class TrainResult:
-    run: Run
+    run: Run | None  # None while the run is unfinished (max_new_epochs stopped it early)
     epochs_run: int
     best_epoch: int
     best_val_loss: float
@@ -160,21 +147,20 @@ class Trainer:
 
     def _prepare_folder(self, resume: bool) -> None:
         config_path = self.run_dir / CONFIG_FILE
-        if resume:
-            if not (self.run_dir / STATE_FILE).is_file():
-                raise AtlasError(f"nothing to resume: {self.run_dir} holds no {STATE_FILE}")
-            saved = read_json(config_path, what="run config")
-            if {k: v for k, v in saved.items() if k != "latent_atlas_version"} != {
-                k: v for k, v in self.config.items() if k != "latent_atlas_version"
-            }:
-                raise AtlasError(f"cannot resume {self.run_dir}: its config.json differs from this run's settings")
-            self._restore(state_from_file(self.run_dir / STATE_FILE))
+        if not config_path.exists():
+            if resume:
+                raise AtlasError(f"nothing to resume: {self.run_dir} holds no run")
+            write_json(config_path, self.config)
             return
-        if config_path.exists():
+        if not resume:
             raise AtlasError(
                 f"{self.run_dir} already holds a run; pass --resume to continue it or choose another folder"
             )
-        write_json(config_path, self.config)
+        if not same_settings(read_json(config_path, what="run config"), self.config):
+            raise AtlasError(f"cannot resume {self.run_dir}: its config.json differs from this run's settings")
+        if (self.run_dir / STATE_FILE).is_file():
+            self._restore(state_from_file(self.run_dir / STATE_FILE))
+        # Without a state the run stopped inside its first epoch: starting over from epoch 0 is exact.
 
     # -- training ----------------------------------------------------------------------------------
 
@@ -211,7 +197,7 @@ class Trainer:
         while not finished and (max_new_epochs is None or new_epochs < max_new_epochs):
             started = time.perf_counter()
             train_parts = self._train_epoch()
-            val_parts = held_out_loss(self.model, self.val_images, seed=config.seed + 2)
+            val_parts = mean_loss(self.model, self.val_images, seed=config.seed + 2)
             learning_rate = self.optimizer.param_groups[0]["lr"]
             if self.scheduler:
                 self.scheduler.step(val_parts["loss"])

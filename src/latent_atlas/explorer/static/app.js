@@ -167,7 +167,8 @@
     const valid = answer.valid === null ? null : answer.valid[row];
     badge.className = "badge " + (valid === null ? "" : valid ? "valid" : "invalid");
     badge.textContent = valid === null ? "validity unknown" : valid ? "valid heatmap" : "not a valid heatmap";
-    badge.title = `residual ${fmt(answer.residual[row])} (threshold ${fmt(answer.threshold)})`;
+    badge.title = `residual ${fmt(answer.residual[row])} (threshold ${fmt(answer.threshold)}; oracle: ` +
+      `${runById(answer.run).oracle.source})`;
     badge.dataset.valid = String(valid);
     const truth = trueFactors();
     const head = el("tr", {}, [el("th", {text: "factor"}), el("th", {text: "recovered"})]);
