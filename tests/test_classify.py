@@ -8,8 +8,8 @@ from latent_atlas.analysis.classify import (
     covariance_bayes_accuracy,
     df_classification,
     heavy_tail_labels,
-    missing_class,
     knn_classifier,
+    missing_class,
 )
 from latent_atlas.config import FactorRange
 from latent_atlas.data import make_dataset

@@ -24,7 +24,12 @@ from latent_atlas.analysis.traversals import angular_traversal, interpolate
 from latent_atlas.analysis.validity import calibrate_oracle, calibration_reconstructions
 from latent_atlas.errors import AtlasError
 from latent_atlas.explorer import create_app, serve, service
-from latent_atlas.explorer.app import LOOPBACK_HOSTS, MAX_BODY_BYTES, listening_socket, trusted_hosts
+from latent_atlas.explorer.app import (
+    LOOPBACK_HOSTS,
+    MAX_BODY_BYTES,
+    listening_socket,
+    trusted_hosts,
+)
 from latent_atlas.explorer.batching import Batcher, ModelThread
 from latent_atlas.explorer.service import Explorer, RunSession
 from latent_atlas.io import write_json
@@ -34,7 +39,6 @@ from latent_atlas.training import load_run, train
 from latent_atlas.training.run import ORACLE_FILE
 
 from .conftest import tiny_model_config, tiny_train_config
-
 
 MAX_BATCH = 8
 

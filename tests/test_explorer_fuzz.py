@@ -18,7 +18,6 @@ from schemathesis.config import SchemathesisConfig
 
 from latent_atlas.explorer import create_app
 
-
 EXAMPLES_PER_OPERATION = 50
 
 

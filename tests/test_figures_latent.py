@@ -12,7 +12,12 @@ from matplotlib.image import AxesImage
 from latent_atlas.analysis.latents import LatentCodes
 from latent_atlas.analysis.paths import LatentPath
 from latent_atlas.errors import AtlasError
-from latent_atlas.report.figures_latent import image_strip, path_overlay, projection_grid, scatter3d
+from latent_atlas.report.figures_latent import (
+    image_strip,
+    path_overlay,
+    projection_grid,
+    scatter3d,
+)
 from tests.test_paths import cone_latents, synthetic_latents
 
 matplotlib.use("Agg")

@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
 
+from latent_atlas.data.dataset import validation_split
 from latent_atlas.errors import AtlasError
 from latent_atlas.training import load_run, train
 from latent_atlas.training.history import HISTORY_FIELDS, read_history
-from latent_atlas.data.dataset import validation_split
 
 from .conftest import tiny_model_config, tiny_train_config
 

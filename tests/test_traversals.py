@@ -5,7 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from latent_atlas.analysis.traversals import angular_traversal, interpolate, latent_arithmetic, line_traversal
+from latent_atlas.analysis.traversals import (
+    angular_traversal,
+    interpolate,
+    latent_arithmetic,
+    line_traversal,
+)
 from latent_atlas.errors import AtlasError
 
 
