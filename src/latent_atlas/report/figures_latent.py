@@ -20,6 +20,7 @@ IMAGE_STYLE = dict(origin="lower", cmap="viridis", vmin=0, vmax=1)
 FACTOR_COLOURMAPS = {"rho": "coolwarm", "var_diff": "PuOr"}
 PATH_COLOURS = ("#d62728", "#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd", "#17becf", "#8c564b", "#e377c2")
 INVALID_COLOUR = "#d62728"
+MAX_POINTS = 5000  # codes drawn in a static scatter: enough to show the manifold, small enough for a light PNG
 
 
 def show_heatmap(ax, image: np.ndarray, extent: float, title: str = "") -> None:
@@ -36,7 +37,7 @@ def _path_colour(index: int) -> str:
 
 
 def _draw_order(n: int, seed: int = 0) -> np.ndarray:
-    """A fixed shuffle, so that no factor value is always painted on top of the others."""
+    """A fixed shuffle, so that no factor value is always painted on top of the others (and a fair subsample)."""
     return np.random.default_rng(seed).permutation(n)
 
 
@@ -51,7 +52,7 @@ def _pca_view(codes: np.ndarray, n_components: int = 3):
 
 
 def projection_grid(latents: LatentCodes, factors: Sequence[str] = ("var_x", "var_y", "rho", "var_diff"),
-                    axis_pairs: Sequence[tuple[int, int]] | None = None) -> Figure:
+                    axis_pairs: Sequence[tuple[int, int]] | None = None, max_points: int = MAX_POINTS) -> Figure:
     """The codes projected on pairs of latent axes (rows), coloured by each factor (columns), as in the seed's "2D".
 
     Without ``axis_pairs`` every pair of the first three axes is shown; for D > 3 they are the first three
@@ -68,7 +69,7 @@ def projection_grid(latents: LatentCodes, factors: Sequence[str] = ("var_x", "va
             if len(pair) != 2 or not all(0 <= a < codes.shape[1] for a in pair):
                 raise AtlasError(f"axis pair {pair} is not two latent axes in 0..{codes.shape[1] - 1}")
     values = {name: latents.factor(name) for name in factors}
-    order = _draw_order(len(codes))
+    order = _draw_order(len(codes))[:max_points]
     fig = Figure(figsize=(3.3 * len(factors), 3.0 * len(axis_pairs)), layout="constrained")
     axes = fig.subplots(len(axis_pairs), len(factors), squeeze=False)
     for row, (a, b) in enumerate(axis_pairs):
@@ -161,7 +162,7 @@ def image_strip(images: np.ndarray, recovered: Mapping[str, np.ndarray] | None =
 
 
 def path_overlay(latents: LatentCodes, paths: Sequence[LatentPath], axes: tuple[int, int] = (0, 2),
-                 color_by: str = "rho") -> Figure:
+                 color_by: str = "rho", max_points: int = MAX_POINTS) -> Figure:
     """The codes projected on two latent axes, coloured by a factor, with each path drawn on top.
 
     Paths are lines with a square at their start; a path whose ``extras["connected"]`` is False is drawn as points.
@@ -170,7 +171,7 @@ def path_overlay(latents: LatentCodes, paths: Sequence[LatentPath], axes: tuple[
     a, b = axes
     if a == b or not all(0 <= axis < codes.shape[1] for axis in axes):
         raise AtlasError(f"axes must be two distinct latent axes in 0..{codes.shape[1] - 1}, got {axes}")
-    order = _draw_order(len(codes))
+    order = _draw_order(len(codes))[:max_points]
     fig = Figure(figsize=(6.4, 5.2), layout="constrained")
     ax = fig.add_subplot()
     background = ax.scatter(codes[order, a], codes[order, b], c=latents.factor(color_by)[order], s=3, alpha=0.35,

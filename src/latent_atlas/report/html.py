@@ -71,7 +71,7 @@ class NumberSources:
 class FigureStore:
     """Saves each figure as a PNG beside the report and returns it inline for the HTML."""
 
-    def __init__(self, folder: Path, dpi: int = 110):
+    def __init__(self, folder: Path, dpi: int = 90):
         self.folder = Path(folder)
         self.dpi = dpi
         self.saved: list[str] = []

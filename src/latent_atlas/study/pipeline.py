@@ -260,7 +260,8 @@ def run_study(config: StudyConfig, output: Path, retrain: bool = False, progress
 
 
 def summary_table(result: StudyResult) -> str:
-    header = f"{'run':<16} {'epochs':>6} {'train s':>8} {'mean':>7} {'median':>7} {'p99':>7} {'max':>7} {'valid':>6} {'knn':>6}"
+    header = (f"{'run':<16} {'epochs':>6} {'train s':>8} {'mean':>7} {'median':>7} {'p90':>7} {'p99':>7} {'max':>7} "
+              f"{'valid':>6} {'knn':>6}")
     lines = ["test reconstruction error (Frobenius norm per image), valid decodes in empty regions, KNN df accuracy",
              header, "-" * len(header)]
     for study in result.datasets.values():
@@ -270,9 +271,9 @@ def summary_table(result: StudyResult) -> str:
             valid = analysis.results.get("exploration", {}).get("valid_decodes", {}).get("empty_regions", {})
             knn = analysis.results.get("knn_df", {})
             valid_text = f"{valid['fraction']:.2f}" if valid.get("fraction") is not None else "-"
-            knn_text = f"{knn['accuracy']:.3f}" if knn else "-"
+            knn_text = f"{knn['accuracy']:.3f}" if "accuracy" in knn else "-"
             lines.append(
                 f"{name:<16} {training['epochs_run']:>6} {training['seconds']:>8.1f} {fro['mean']:>7.3f} "
-                f"{fro['median']:>7.3f} {fro['p99']:>7.3f} {fro['max']:>7.3f} {valid_text:>6} {knn_text:>6}"
+                f"{fro['median']:>7.3f} {fro['p90']:>7.3f} {fro['p99']:>7.3f} {fro['max']:>7.3f} {valid_text:>6} {knn_text:>6}"
             )
     return "\n".join(lines)
