@@ -85,7 +85,6 @@ VARIANCE_GRID = FactorRange(start=0.1, stop=4.9, step=0.2)
 # The seed's 11,875 images = 19 x 25 x 25, so its correlation grid stops at 0.85.
 CORRELATION_GRID = FactorRange(start=-0.95, stop=0.85, step=0.1)
 
-DATASET_KINDS = ("gaussian", "student_t")
 MAX_SEED = 2**32 - 1  # seeds feed numpy and torch generators; derived seeds (seed + 2) must stay in range
 
 

@@ -14,14 +14,14 @@ from typing import Any
 
 import numpy as np
 
-from ..analysis.latents import LatentCodes, encode_dataset, file_sha256, run_latents
+from ..analysis.latents import LatentCodes, encode_dataset, run_latents
 from ..analysis.paths import LatentPath, isovariance_path
 from ..analysis.projection import project
 from ..analysis.traversals import angular_traversal, interpolate
 from ..analysis.validity import calibrate_oracle, calibration_reconstructions
 from ..data import HeatmapDataset
 from ..errors import AtlasError
-from ..io import read_json
+from ..io import file_sha256, read_json
 from ..models import Autoencoder
 from ..models.inference import decode, encode
 from ..oracle import HeatmapOracle
