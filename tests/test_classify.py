@@ -4,12 +4,17 @@ from sklearn.metrics import confusion_matrix, f1_score
 
 from latent_atlas.analysis.classify import (
     KnnResult,
+    ambiguous_band,
+    band_summary,
+    bayes_accuracy,
     bootstrap_intervals,
     covariance_bayes_accuracy,
     df_classification,
+    heavy_probability,
     heavy_tail_labels,
     knn_classifier,
     missing_class,
+    subset_scores,
 )
 from latent_atlas.config import FactorRange
 from latent_atlas.data import make_dataset
@@ -125,11 +130,14 @@ def test_df_classification_runs_the_three_feature_sets(t_dataset):
     s = t_dataset.factor("var_x") + t_dataset.factor("var_y")
     np.testing.assert_array_equal(labels, (s > 2.0).astype(int))
     codes = np.column_stack([s, np.random.default_rng(0).normal(size=len(s))])  # a code that keeps the signal
+    small = s[t_dataset.test_idx] < 2.0
     results = df_classification(codes, t_dataset.factors, t_dataset.factor_names, t_dataset.images,
-                                t_dataset.train_idx, t_dataset.test_idx, n_bootstrap=50)
+                                t_dataset.train_idx, t_dataset.test_idx, n_bootstrap=50,
+                                test_subsets={"small": small})
     assert set(results) == {"codes", "factors", "pixels"}
     for name, result in results.items():
         assert isinstance(result, KnnResult) and result.features == name
+        assert result.subsets["small"]["n"] == small.sum()
         assert (result.n_train, result.n_test) == (len(t_dataset.train_idx), len(t_dataset.test_idx))
         assert sum(map(sum, result.confusion)) == len(t_dataset.test_idx)
     assert results["factors"].accuracy == 1.0  # the rule is a deterministic function of the factors here
@@ -152,3 +160,80 @@ def test_df_classification_without_codes_runs_the_baselines(t_dataset):
 def test_df_classification_needs_df(tiny_dataset):
     with pytest.raises(AtlasError, match="student_t"):
         heavy_tail_labels(tiny_dataset.factors, tiny_dataset.factor_names)
+
+
+# -- the ambiguous band ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("rule_gives", ["heavy", "light"])
+def test_heavy_probability_matches_the_rule_by_simulation_under_both_readings(rule_gives):
+    rng = np.random.default_rng(10)
+    var_x, var_y = rng.uniform(0.1, 4.9, 3000), rng.uniform(0.1, 4.9, 3000)
+    config = tiny_data_config(kind="student_t", df_rule_gives=rule_gives)  # s^2 - l > 20, l ~ U(0, 10)
+    simulated = np.mean([degrees_of_freedom(var_x, var_y, config, rng) == config.df_heavy for _ in range(400)], axis=0)
+    p_heavy = heavy_probability(var_x, var_y, 20.0, 10.0, rule_gives)
+    assert np.abs(p_heavy - simulated).max() < 0.1  # 400 draws per image: binomial sd at most 0.025
+    assert np.abs(p_heavy - simulated).mean() < 0.01
+    s = var_x + var_y
+    np.testing.assert_array_equal(ambiguous_band(p_heavy), (s**2 > 20) & (s**2 < 30))
+    if rule_gives == "heavy":
+        assert np.all(p_heavy[s > np.sqrt(30)] == 1.0) and np.all(p_heavy[s < np.sqrt(20)] == 0.0)
+    else:
+        assert np.all(p_heavy[s > np.sqrt(30)] == 0.0) and np.all(p_heavy[s < np.sqrt(20)] == 1.0)
+
+
+def test_band_ceiling_is_the_same_under_both_readings_and_below_the_overall_one():
+    rng = np.random.default_rng(11)
+    var_x, var_y = rng.uniform(0.1, 4.9, 5000), rng.uniform(0.1, 4.9, 5000)
+    large, small = (band_summary(var_x, var_y, 20.0, 10.0, side) for side in ("heavy", "light"))
+    assert large["bayes_ceiling_band"] == pytest.approx(small["bayes_ceiling_band"])
+    assert large["bayes_ceiling"] == pytest.approx(covariance_bayes_accuracy(var_x, var_y))
+    assert large["bayes_ceiling"] == pytest.approx(covariance_bayes_accuracy(var_x, var_y, rule_gives="light"))
+    assert large["n_band"] == small["n_band"] > 0 and large["band_fraction"] == pytest.approx(large["n_band"] / 5000)
+    assert large["expected_heavy_fraction_band"] == pytest.approx(1.0 - small["expected_heavy_fraction_band"])
+    assert (large["s_low"], large["s_high"]) == pytest.approx((np.sqrt(20), np.sqrt(30)))
+    # On the band P(heavy) = (s^2 - 20) / 10 runs over (0, 1); outside it the covariance decides df exactly.
+    assert 0.5 < large["bayes_ceiling_band"] < 0.8 < large["bayes_ceiling"] < 1.0
+    s = var_x + var_y
+    band = (s**2 > 20) & (s**2 < 30)
+    p = (s[band] ** 2 - 20) / 10
+    assert large["bayes_ceiling_band"] == pytest.approx(np.maximum(p, 1 - p).mean())
+    overall = (np.maximum(p, 1 - p).sum() + (~band).sum()) / 5000
+    assert large["bayes_ceiling"] == pytest.approx(overall)
+    assert bayes_accuracy(np.array([])) is None
+    with pytest.raises(AtlasError, match="rule_gives"):
+        heavy_probability(var_x, var_y, rule_gives="left")
+
+
+def test_subset_scores_match_sklearn_on_the_subset():
+    rng = np.random.default_rng(12)
+    truth, guess = rng.integers(0, 2, 300), rng.integers(0, 2, 300)
+    mask = rng.uniform(size=300) < 0.3
+    scores = subset_scores(truth, guess, mask, n_bootstrap=200)
+    assert scores["n"] == mask.sum() and scores["n_heavy"] == truth[mask].sum()
+    assert scores["accuracy"] == pytest.approx((truth[mask] == guess[mask]).mean())
+    assert scores["f1"] == pytest.approx(f1_score(truth[mask], guess[mask]))
+    assert scores["confusion"] == confusion_matrix(truth[mask], guess[mask], labels=[0, 1]).tolist()
+    assert scores["accuracy_ci"][0] <= scores["accuracy"] <= scores["accuracy_ci"][1]
+    assert subset_scores(truth, guess, np.zeros(300, dtype=bool))["accuracy"] is None
+    with pytest.raises(AtlasError, match="aligned"):
+        subset_scores(truth, guess, mask[:10])
+
+
+def test_knn_scores_the_ambiguous_band_beside_the_whole_test_split():
+    rng = np.random.default_rng(13)
+    (X, y), (tX, ty) = blobs(200, 1.5, rng), blobs(150, 1.5, rng)
+    band = np.abs(tX[:, 0] - 0.75) < 0.75  # the test points between the two blobs: the hard ones
+    result = knn_classifier(X, y, tX, ty, k_grid=(5,), folds=3, n_bootstrap=100, scale=False,
+                            test_subsets={"ambiguous_band": band})
+    from sklearn.neighbors import KNeighborsClassifier
+
+    predicted = KNeighborsClassifier(5).fit(X, y).predict(tX)
+    on_band = result.subsets["ambiguous_band"]
+    assert on_band == subset_scores(ty, predicted, band, n_bootstrap=100)
+    assert on_band["n"] == band.sum() and on_band["accuracy"] < result.accuracy
+    document = result.to_dict()
+    assert document["subsets"]["ambiguous_band"]["n"] == band.sum()
+    import json
+
+    json.dumps(document, allow_nan=False)

@@ -21,9 +21,9 @@ from fastapi.testclient import TestClient
 from latent_atlas.analysis.latents import run_latents
 from latent_atlas.analysis.projection import project
 from latent_atlas.analysis.traversals import angular_traversal, interpolate
-from latent_atlas.analysis.validity import calibrate_oracle, calibration_reconstructions
+from latent_atlas.corruptions import shape_threshold_for
 from latent_atlas.errors import AtlasError
-from latent_atlas.explorer import create_app, serve, service
+from latent_atlas.explorer import create_app, serve
 from latent_atlas.explorer.app import (
     LOOPBACK_HOSTS,
     MAX_BODY_BYTES,
@@ -37,6 +37,7 @@ from latent_atlas.models.inference import decode
 from latent_atlas.oracle import HeatmapOracle
 from latent_atlas.training import load_run, train
 from latent_atlas.training.run import ORACLE_FILE
+from latent_atlas.verdicts import FactorBox
 
 from .conftest import tiny_model_config, tiny_train_config
 
@@ -105,8 +106,10 @@ def test_run_info_describes_both_runs_and_the_limits(client, run):
     assert vae["latent_dim"] == 3 and vae["projection"]["method"] == "axes"
     assert vae["factor_names"] == ["var_x", "var_y", "rho"]
     assert vae["colour_names"] == ["var_x", "var_y", "rho", "var_diff"]
-    assert vae["oracle"]["threshold"] > 0
-    assert "calibrated" in vae["oracle"]["source"]  # the tiny runs have no oracle.json
+    dataset = run.load_dataset()
+    assert vae["oracle"]["threshold"] == shape_threshold_for(dataset.config)  # the benchmark's rule, no model
+    assert vae["oracle"]["box"] == FactorBox.from_config(dataset.config).to_dict()
+    assert "corruption benchmark" in vae["oracle"]["source"] and "var_x [" in vae["oracle"]["source"]
 
 
 def test_codes_pages_hold_the_runs_codes_and_factors(client, run):
@@ -131,10 +134,16 @@ def test_decode_matches_the_model_and_the_oracle(client, run):
     for row in range(2):
         # row 0 of the bytes is row 0 of the image (y = -extent), as in the dataset
         np.testing.assert_allclose(image_bytes(answer, row) / 255.0, images[row], atol=0.5 / 255 + 1e-6)
-    found = HeatmapOracle.for_dataset(run.load_dataset()).recover(images)
+    found = HeatmapOracle.for_dataset(run.load_dataset()).verdict(images)
     np.testing.assert_allclose(answer["factors"], found.factors, rtol=1e-6)
     np.testing.assert_allclose(answer["residual"], found.residual, rtol=1e-6)
-    assert answer["valid"] == (found.residual <= answer["threshold"]).tolist()
+    np.testing.assert_allclose(answer["shape_residual"], found.shape_residual, rtol=1e-6)
+    assert answer["threshold"] == found.shape_threshold
+    shape_ok = (np.asarray(answer["shape_residual"]) <= answer["threshold"]).tolist()
+    assert answer["shape_ok"] == shape_ok
+    assert answer["in_range"] == found.box.contains(np.asarray(answer["factors"])).tolist()
+    assert answer["valid"] == (np.array(shape_ok) & np.array(answer["in_range"])).tolist()
+    assert answer["failure"] == found.failure.tolist()
     assert answer["factor_names"] == ["var_x", "var_y", "rho"]
 
 
@@ -524,48 +533,26 @@ def test_loading_problems_are_atlas_errors(runs_dir, run5, tmp_path):
         create_app([broken / "vae"])
 
 
-def validation_oracle(runs: list, limit: int = service.CALIBRATION_IMAGES) -> HeatmapOracle:
-    """What the study would calibrate for these runs: their pooled, seeded validation reconstructions."""
-    dataset = runs[0].load_dataset()
-    return calibrate_oracle(dataset, [calibration_reconstructions(r, r.load_model(), dataset, limit=limit, seed=0)
-                                      for r in runs])
-
-
-def test_runs_without_oracle_json_share_one_calibrated_on_their_validation_reconstructions(client, runs_dir):
-    runs = [load_run(runs_dir / kind) for kind in ("vae", "ae")]
-    dataset = runs[0].load_dataset()
+def test_runs_on_one_dataset_share_one_model_independent_oracle(client, runs_dir):
     vae, ae = (info["oracle"] for info in client.get("/api/runs").json()["runs"])
-    assert vae == ae  # one yardstick for both runs
-    assert vae["threshold"] == pytest.approx(validation_oracle(runs).threshold_, rel=1e-6)
-    sizes = [len(r.validation_indices(dataset)) for r in runs]
-    assert vae["source"] == (f"calibrated at startup on validation reconstructions ({sizes[0]} by vae, {sizes[1]} "
-                             "by ae): the 99th percentile residual; shared by vae and ae")
-
-
-def test_calibration_takes_a_seeded_sample_of_each_runs_validation_images(runs_dir, client, monkeypatch):
-    runs = [load_run(runs_dir / kind) for kind in ("vae", "ae")]
-    assert all(len(r.validation_indices(r.load_dataset())) > 2 for r in runs)
-    monkeypatch.setattr(service, "CALIBRATION_IMAGES", 2)
+    assert vae == ae  # one yardstick for both runs, whatever the models
     sessions = Explorer.load([runs_dir / "vae", runs_dir / "ae"]).sessions
-    oracle = sessions["vae"].oracle
-    assert sessions["ae"].oracle is oracle and oracle.n_calibration_ == 4
-    assert oracle.threshold_ == pytest.approx(validation_oracle(runs, limit=2).threshold_, rel=1e-6)
-    assert "(2 by vae, 2 by ae)" in sessions["vae"].oracle_source
+    assert sessions["ae"].oracle is sessions["vae"].oracle
+    assert sessions["vae"].oracle.threshold_ is None  # nothing calibrated on reconstructions
 
 
-def test_a_saved_oracle_json_is_used_and_a_run_without_one_is_calibrated_alone(runs_dir, tmp_path):
+def test_a_saved_legacy_oracle_json_does_not_change_the_verdict(runs_dir, tmp_path, client):
     copy = tmp_path / "runs"
     shutil.copytree(runs_dir, copy)
     dataset = load_run(copy / "vae").load_dataset()
-    saved = HeatmapOracle.for_dataset(dataset).fit(dataset.images[:5])
+    saved = HeatmapOracle.for_dataset(dataset).fit(dataset.images[:5])  # a calibrated threshold near 1e-7
     write_json(copy / "vae" / ORACLE_FILE, saved.to_dict())
-    sessions = Explorer.load([copy / "vae", copy / "ae"]).sessions
-    assert sessions["vae"].oracle_source == ORACLE_FILE
-    assert sessions["vae"].oracle.threshold_ == pytest.approx(saved.threshold_, rel=1e-12)
-    ae = load_run(copy / "ae")
-    assert f"({len(ae.validation_indices(dataset))} by ae)" in sessions["ae"].oracle_source
-    assert "shared" not in sessions["ae"].oracle_source
-    assert sessions["ae"].oracle.threshold_ == pytest.approx(validation_oracle([ae]).threshold_, rel=1e-6)
+    sessions = Explorer.load([copy / "vae"]).sessions
+    assert sessions["vae"].oracle.shape_threshold == shape_threshold_for(dataset.config)
+    codes = np.array([[0.0, 0.0, 0.0]], dtype=np.float32)
+    expected = client.post("/api/runs/vae/decode", json={"codes": codes.tolist()}).json()
+    decoded = sessions["vae"].decode(codes)
+    assert decoded.verdict.valid.tolist() == expected["valid"]
 
 
 def test_the_same_folder_name_twice_gets_two_ids(runs_dir, tmp_path):

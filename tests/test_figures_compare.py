@@ -4,10 +4,8 @@ import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
-from latent_atlas.analysis.classify import knn_classifier
 from latent_atlas.analysis.compare import nearest_neighbour_distances, worst_examples
 from latent_atlas.analysis.disentanglement import factor_correlations
-from latent_atlas.analysis.holes import valid_fraction
 from latent_atlas.report import figures_compare as figures
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -63,27 +61,6 @@ def test_density_figure(errors):
     assert_renders(fig, 2)
     cdf = fig.axes[1].lines[0]
     assert cdf.get_ydata()[-1] == pytest.approx(1.0)
-
-
-def test_valid_fraction_figure_draws_wilson_whiskers_and_skips_empty_regions():
-    fractions = {
-        "near codes": {"vae": valid_fraction(np.r_[np.ones(45), np.zeros(5)]), "ae": valid_fraction(np.ones(30))},
-        "holes": {"vae": valid_fraction(np.r_[np.ones(20), np.zeros(30)]), "ae": valid_fraction(np.array([]))},
-    }
-    fig = figures.valid_fraction_figure(fractions)
-    assert_renders(fig, 1)
-    heights = sorted(round(p.get_height(), 6) for p in fig.axes[0].patches)
-    assert heights == sorted([0.9, 1.0, 0.4])
-
-
-def test_knn_figure():
-    rng = np.random.default_rng(2)
-    X, y = rng.normal(size=(60, 2)), rng.integers(0, 2, 60)
-    result = knn_classifier(X[:40], y[:40], X[40:], y[40:], k_grid=(1, 3), folds=2, n_bootstrap=50)
-    fig = figures.knn_figure({"vae": {"codes": result, "pixels": result}, "ae": {"codes": result}})
-    assert_renders(fig, 2)
-    assert len(fig.axes[0].patches) == 3
-    assert {round(p.get_height(), 9) for p in fig.axes[1].patches} == {round(result.f1, 9)}
 
 
 def test_correlation_heatmap_shows_every_value():

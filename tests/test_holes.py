@@ -1,15 +1,19 @@
 import numpy as np
 import pytest
 from scipy.spatial import Delaunay
+from scipy.spatial.distance import cdist
 from scipy.stats import binomtest, multivariate_normal, norm
 
 from latent_atlas.analysis.holes import (
     HullSampler,
-    empty_region_points,
+    bin_distances,
+    distance_bin_summary,
+    distance_binned_points,
     empty_volume_fraction,
     log_aggregate_posterior,
-    prior_hole_stats,
+    posterior_sigma_scale,
     prior_points,
+    scaled_distances,
     valid_fraction,
 )
 from latent_atlas.analysis.neighbours import code_spacing
@@ -22,57 +26,27 @@ def grid_with_hole(dim: int, step: float, centre: float = 0.5, radius: float = 0
     return points[np.linalg.norm(points - centre, axis=1) > radius]
 
 
-def test_empty_region_points_lie_inside_the_hull_and_in_the_known_hole():
-    codes = grid_with_hole(2, 0.05)
-    points = empty_region_points(codes, n_points=150, rng=np.random.default_rng(1))
-    assert points.shape == (150, 2)
-    assert ((points >= 0) & (points <= 1)).all()  # the grid's hull is the unit square
-    threshold = np.quantile(code_spacing(codes), 0.99)
-    nearest = np.min(np.linalg.norm(points[:, None] - codes[None], axis=2), axis=1)
-    assert (nearest > threshold).all()
-    # Away from the hole no point of the unit square is farther than 0.05 * sqrt(2) / 2 from the grid.
-    assert (np.linalg.norm(points - 0.5, axis=1) < 0.2).all()
-    farther = empty_region_points(codes, n_points=20, rng=np.random.default_rng(1), threshold=0.12)
-    assert (np.min(np.linalg.norm(farther[:, None] - codes[None], axis=2), axis=1) > 0.12).all()
-
-
-def test_empty_region_points_is_reproducible_and_covers_the_hole_in_3d():
-    codes = grid_with_hole(3, 0.1, radius=0.3)
-    first = empty_region_points(codes, n_points=60, rng=np.random.default_rng(3))
-    second = empty_region_points(codes, n_points=60, rng=np.random.default_rng(3))
-    np.testing.assert_array_equal(first, second)
-    assert (np.linalg.norm(first - 0.5, axis=1) < 0.3).all()
-    # Uniform in the hole: its centroid sits near the hole's centre.
-    np.testing.assert_allclose(first.mean(axis=0), 0.5, atol=0.06)
-
-
-def test_empty_region_points_in_more_than_three_dimensions_map_back_through_pca():
-    hole = grid_with_hole(3, 0.1, radius=0.3)
+def test_hull_sampler_in_more_than_three_dimensions_maps_back_through_pca():
+    cube = grid_with_hole(3, 0.1, radius=0.0)
     rotation = np.linalg.qr(np.random.default_rng(0).normal(size=(5, 5)))[0]
-    codes = np.column_stack([hole, np.zeros((len(hole), 2))]) @ rotation.T  # a 3-D grid inside 5-D
-    points = empty_region_points(codes, n_points=40, rng=np.random.default_rng(0))
-    assert points.shape == (40, 5)
-    back = points @ rotation  # undo the rotation: the last two coordinates are ~0, the first three in the hole
+    codes = np.column_stack([cube, np.zeros((len(cube), 2))]) @ rotation.T  # a 3-D cube inside 5-D
+    points = HullSampler().fit(codes).sample(500, np.random.default_rng(0))
+    assert points.shape[1] == 5 and len(points) > 100
+    back = points @ rotation  # undo the rotation: the last two coordinates are ~0, the first three in the cube
     np.testing.assert_allclose(back[:, 3:], 0.0, atol=1e-9)
-    assert (np.linalg.norm(back[:, :3] - 0.5, axis=1) < 0.3).all()
+    assert ((back[:, :3] > -1e-9) & (back[:, :3] < 1 + 1e-9)).all()
 
 
-def test_empty_region_points_without_holes_returns_what_it_found():
-    codes = np.random.default_rng(0).uniform(size=(400, 2))
-    points = empty_region_points(codes, n_points=10_000, rng=np.random.default_rng(0), max_tries=2_000)
-    assert points.ndim == 2 and points.shape[1] == 2 and len(points) < 10_000
-
-
-def test_empty_region_points_in_one_dimension_uses_the_interval():
+def test_hull_sampler_in_one_dimension_uses_the_interval():
     codes = np.concatenate([np.linspace(0, 1, 11), np.linspace(2, 3, 11)])[:, None]
-    points = empty_region_points(codes, n_points=30, rng=np.random.default_rng(0))
-    assert ((points > 1.1) & (points < 1.9)).all()
+    points = HullSampler().fit(codes).sample(300, np.random.default_rng(0))
+    assert len(points) == 300 and points.min() >= 0 and points.max() <= 3
 
 
-def test_empty_region_points_refuses_flat_codes():
+def test_hull_sampler_refuses_flat_codes():
     line = np.column_stack([np.linspace(0, 1, 20), np.linspace(0, 1, 20)])
     with pytest.raises(AtlasError, match="convex hull"):
-        empty_region_points(line, rng=np.random.default_rng(0))
+        HullSampler().fit(line)
 
 
 def test_hull_sampler_is_uniform_in_the_hull():
@@ -153,31 +127,89 @@ def test_log_aggregate_posterior_matches_a_direct_mixture():
     )
 
 
-def test_prior_hole_stats_find_no_hole_when_the_aggregate_posterior_is_the_prior():
-    rng = np.random.default_rng(0)
-    prior = prior_points(500, 2, rng)
-    codes = np.zeros((50, 2)) + rng.normal(scale=1e-3, size=(50, 2))
-    stats = prior_hole_stats(codes, np.zeros((50, 2)), prior)  # every posterior is N(~0, I): q = p
-    assert stats["kl_prior_to_aggregate"] == pytest.approx(0.0, abs=1e-4)
+def test_hull_sampler_contains_matches_delaunay_and_the_interval():
+    rng = np.random.default_rng(10)
+    codes, points = rng.normal(size=(30, 3)), rng.normal(size=(500, 3)) * 1.5
+    inside = HullSampler().fit(codes).contains(points)
+    np.testing.assert_array_equal(inside, Delaunay(codes).find_simplex(points) >= 0)
+    assert 0 < inside.mean() < 1
+    line = HullSampler().fit(np.array([[0.0], [2.0], [1.0]]))
+    np.testing.assert_array_equal(line.contains(np.array([[-0.1], [0.0], [1.5], [2.1]])), [False, True, True, False])
+    with pytest.raises(AtlasError, match="coordinates"):
+        line.contains(points)
 
 
-def test_prior_hole_stats_see_a_shrunken_posterior_as_holes():
-    rng = np.random.default_rng(0)
-    prior = prior_points(2000, 3, rng)
-    matched = prior_hole_stats(rng.normal(size=(1500, 3)), np.full((1500, 3), np.log(0.05)), prior)
-    shrunk = prior_hole_stats(0.2 * rng.normal(size=(1500, 3)), np.full((1500, 3), np.log(0.002)), prior)
-    assert matched["prior_far_fraction"] < 0.05
-    assert shrunk["prior_far_fraction"] > 0.5
-    assert shrunk["prior_low_density_fraction"] > 0.5 > matched["prior_low_density_fraction"]
-    assert shrunk["kl_prior_to_aggregate"] > matched["kl_prior_to_aggregate"] + 1.0
-    assert matched["nearest_ratio"] < 2 < shrunk["nearest_ratio"]
+def test_posterior_sigma_scale_is_the_mean_standard_deviation():
+    logvar = np.log(np.array([[1.0, 4.0, 9.0], [0.25, 0.25, 0.25]]))
+    np.testing.assert_allclose(posterior_sigma_scale(logvar), [2.0, 0.5])
 
 
-def test_prior_hole_stats_for_the_autoencoder_are_distance_only():
-    rng = np.random.default_rng(0)
-    codes = rng.normal(size=(300, 3))
-    stats = prior_hole_stats(codes, None, prior_points(100, 3, rng))
-    assert "kl_prior_to_aggregate" not in stats and "log_q_prior_mean" not in stats
-    assert stats["spacing_threshold"] == pytest.approx(np.quantile(code_spacing(codes), 0.99))
-    with pytest.raises(AtlasError, match="dimension"):
-        prior_hole_stats(codes, None, prior_points(10, 2, rng))
+def test_scaled_distances_match_brute_force_in_either_unit():
+    rng = np.random.default_rng(11)
+    codes, points = rng.normal(size=(200, 3)), rng.normal(size=(40, 3))
+    distance, nearest, scaled = scaled_distances(points, codes)
+    pairwise = cdist(points, codes)
+    np.testing.assert_allclose(distance, pairwise.min(axis=1))
+    np.testing.assert_array_equal(nearest, pairwise.argmin(axis=1))
+    np.testing.assert_allclose(scaled, distance / np.median(code_spacing(codes)))
+    per_code = rng.uniform(0.5, 2.0, 200)
+    np.testing.assert_allclose(scaled_distances(points, codes, per_code)[2], distance / per_code[nearest])
+    np.testing.assert_allclose(scaled_distances(points, codes, 0.5)[2], distance / 0.5)
+    with pytest.raises(AtlasError, match="scale"):
+        scaled_distances(points, codes, np.ones(3))
+    with pytest.raises(AtlasError, match="scale"):
+        scaled_distances(points, codes, -1.0)
+
+
+def test_bin_distances_uses_half_open_bins():
+    index = bin_distances(np.array([0.0, 0.49, 0.5, 1.0, 7.9, 8.0, 100.0]), (0.0, 0.5, 1.0, 2.0, 4.0, 8.0))
+    np.testing.assert_array_equal(index, [0, 0, 1, 2, 4, -1, -1])
+    with pytest.raises(AtlasError, match="increasing"):
+        bin_distances(np.ones(3), (0.0, 1.0, 1.0))
+
+
+def test_distance_binned_points_fill_each_reachable_bin_of_a_grid_with_a_hole():
+    codes = grid_with_hole(2, 0.05)  # spacing 0.05; the hole's centre is 0.2 = 4 spacings from every code
+    edges = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0)
+    binned = distance_binned_points(codes, np.random.default_rng(12), n_per_bin=60, edges=edges)
+    np.testing.assert_array_equal(binned.counts(), [60, 60, 60, 60, 0])  # no point of the square is 4 spacings off
+    assert binned.n_candidates < 100_000  # the unreachable bin is given up early, not after a million draws
+    assert ((binned.points >= 0) & (binned.points <= 1)).all()
+    pairwise = cdist(binned.points, codes)
+    np.testing.assert_allclose(binned.distance, pairwise.min(axis=1))
+    np.testing.assert_allclose(binned.scaled_distance, binned.distance / 0.05)
+    lows, highs = np.asarray(edges)[binned.bin_index], np.asarray(edges)[binned.bin_index + 1]
+    assert np.all((binned.scaled_distance >= lows) & (binned.scaled_distance < highs))
+    far = binned.points[binned.bin_index >= 2]  # 1 spacing or more: only inside the hole (radius 0.2), since
+    assert np.all(np.linalg.norm(far - 0.5, axis=1) < 0.2)  # the grid leaves no point 0.036 from every code
+    again = distance_binned_points(codes, np.random.default_rng(12), n_per_bin=60, edges=edges)
+    np.testing.assert_array_equal(again.points, binned.points)
+
+
+def test_distance_binned_points_in_per_code_units():
+    codes = grid_with_hole(2, 0.05)
+    scale = np.where(codes[:, 0] < 0.5, 0.05, 0.1)  # a larger unit on the right half
+    binned = distance_binned_points(codes, np.random.default_rng(13), n_per_bin=30, edges=(0.0, 1.0, 2.0),
+                                    scale=scale, unit="sigma")
+    np.testing.assert_allclose(binned.scaled_distance, binned.distance / scale[binned.nearest])
+    assert binned.unit == "sigma" and binned.counts().tolist() == [30, 30]
+
+
+def test_distance_bin_summary_gives_wilson_intervals_and_quantiles_per_bin():
+    bins = np.array([0, 0, 0, 0, 1, 1, -1, 2])
+    valid = np.array([True, True, True, False, False, True, True, True])
+    residual = np.array([0.1, 0.2, 0.3, 0.4, 1.0, 3.0, 9.0, 2.0])
+    summary = distance_bin_summary(bins, valid, edges=(0.0, 1.0, 2.0, 4.0, 8.0), residual=residual, unit="sigma")
+    first, second, third, fourth = summary["bins"]
+    assert (first["from"], first["to"], first["n"], first["fraction"]) == (0.0, 1.0, 4, 0.75)
+    assert (first["low"], first["high"]) == pytest.approx(wilson(3, 4, 0.95))
+    assert first["residual_quantiles"]["q50"] == pytest.approx(0.25)
+    assert second["n"] == 2 and second["residual_quantiles"]["q90"] == pytest.approx(2.8)
+    assert third["n"] == 1 and fourth["n"] == 0 and fourth["fraction"] is None
+    assert fourth["residual_quantiles"] is None
+    assert summary["n_outside"] == 1 and summary["unit"] == "sigma"
+    import json
+
+    json.dumps(summary, allow_nan=False)
+    with pytest.raises(AtlasError, match="boolean"):
+        distance_bin_summary(bins, valid.astype(int))

@@ -1,3 +1,5 @@
+import csv
+import io
 import json
 
 import numpy as np
@@ -6,8 +8,10 @@ import scipy.linalg
 from scipy.stats import multivariate_normal, multivariate_t
 
 from latent_atlas.config import DataConfig, FactorRange
+from latent_atlas.corruptions import shape_threshold_for
 from latent_atlas.data import make_dataset, render_heatmaps
 from latent_atlas.errors import AtlasError
+from latent_atlas.io import read_npz, write_npz
 from latent_atlas.oracle import (
     FAMILIES,
     HeatmapOracle,
@@ -20,7 +24,9 @@ from latent_atlas.oracle import (
     covariance_distance,
     covariance_matrices,
     recover_factors,
+    recover_shape,
 )
+from latent_atlas.verdicts import FactorBox, NoveltyReference, Verdict
 
 AXIS = np.linspace(-3.0, 3.0, 36)
 
@@ -169,43 +175,6 @@ def test_render_gives_the_generators_heatmap(gaussian_full):
     np.testing.assert_array_equal(oracle.render(gaussian_full.factors[:50]), gaussian_full.images[:50])
 
 
-def test_fit_sets_the_threshold_to_the_calibration_quantile_and_flags_validity(gaussian_full):
-    rng = np.random.default_rng(4)
-    images = gaussian_full.images[gaussian_full.test_idx[:200]]
-    calibration = images + rng.normal(0.0, 0.01, images.shape)
-    oracle = HeatmapOracle(AXIS, quantile=0.9)
-    assert oracle.recover(images[:3]).valid is None  # not fitted yet
-    assert oracle.fit(calibration) is oracle
-    residuals = recover_factors(calibration, AXIS)[1]
-    assert oracle.threshold_ == pytest.approx(np.quantile(residuals, 0.9))
-    assert oracle.n_calibration_ == 200 and oracle.median_residual_ == pytest.approx(np.median(residuals))
-    assert oracle.recover(calibration).valid.mean() == pytest.approx(0.9, abs=0.01)
-    assert oracle.recover(images).valid.all()  # real images are always valid
-    assert not oracle.recover(images + rng.normal(0.0, 0.05, images.shape)).valid.any()
-
-
-def test_json_round_trip_keeps_the_oracle(gaussian_full):
-    oracle = HeatmapOracle.for_dataset(gaussian_full, quantile=0.95)
-    assert HeatmapOracle.from_dict(json.loads(json.dumps(oracle.to_dict()))).threshold_ is None
-    noisy = gaussian_full.images[:40] + np.random.default_rng(5).normal(0.0, 0.01, (40, 36, 36))
-    oracle.fit(noisy)
-    state = json.loads(json.dumps(oracle.to_dict()))
-    assert state["calibration"] == {"n": 40, "median_residual": oracle.median_residual_}
-    restored = HeatmapOracle.from_dict(state)
-    assert (restored.family, restored.quantile, restored.threshold_) == ("gaussian", 0.95, oracle.threshold_)
-    np.testing.assert_array_equal(restored.axis, gaussian_full.axis)
-    a, b = oracle.recover(noisy), restored.recover(noisy)
-    np.testing.assert_array_equal(a.factors, b.factors)
-    np.testing.assert_array_equal(a.valid, b.valid)
-
-
-def test_from_dict_rejects_broken_state():
-    with pytest.raises(AtlasError, match="unreadable oracle state"):
-        HeatmapOracle.from_dict({"family": "gaussian"})
-    with pytest.raises(AtlasError, match="unknown oracle family"):
-        HeatmapOracle.from_dict({**HeatmapOracle(AXIS).to_dict(), "family": "cauchy"})
-
-
 def test_result_factor_by_name():
     result = HeatmapOracle(AXIS).recover(render_heatmaps([2.0], [0.5], [0.3], AXIS))
     assert isinstance(result, OracleResult) and len(result) == 1
@@ -231,17 +200,13 @@ def test_bad_images_raise_one_clear_line(images, message):
     assert "\n" not in str(info.value)
 
 
-def test_bad_construction_and_calibration_raise_atlas_errors():
+def test_bad_construction_raises_atlas_errors():
     with pytest.raises(AtlasError, match="unknown oracle family 'cauchy'"):
         HeatmapOracle(AXIS, family="cauchy")
     with pytest.raises(AtlasError, match="unknown oracle family"):
         recover_factors(np.zeros((36, 36)), AXIS, family="normal")
     with pytest.raises(AtlasError, match="axis"):
         HeatmapOracle(AXIS[::-1])
-    with pytest.raises(AtlasError, match="quantile"):
-        HeatmapOracle(AXIS, quantile=1.5)
-    with pytest.raises(AtlasError, match="at least one calibration image"):
-        HeatmapOracle(AXIS).fit(np.zeros((0, 36, 36)))
 
 
 def rotated(factors: np.ndarray, angle: float) -> np.ndarray:
@@ -317,3 +282,174 @@ def test_factor_range_grid_variances_reach_the_truncated_corner():
     factors, _ = recover_factors(dataset.images, dataset.axis)
     variance_error, rho_error = relative_errors(factors, dataset.factors)
     assert variance_error.max() < 1e-5 and rho_error.max() < 1e-5
+
+
+# ---------- the verdict: shape, range, novelty ----------
+
+
+def test_factor_box_puts_half_a_grid_step_at_each_end_in_the_oracles_parametrisation():
+    box = FactorBox.from_config(DataConfig())
+    assert box.names == ("var_x", "var_y", "rho")
+    low_rho = np.tanh(np.arctanh(-0.95) - (np.arctanh(-0.85) - np.arctanh(-0.95)) / 2)
+    high_rho = np.tanh(np.arctanh(0.85) + (np.arctanh(0.85) - np.arctanh(0.75)) / 2)
+    np.testing.assert_allclose(box.low, [0.1 / np.sqrt(3), 0.1 / np.sqrt(3), low_rho], rtol=1e-12)
+    np.testing.assert_allclose(box.high, [4.9 * np.sqrt(4.9 / 4.7)] * 2 + [high_rho], rtol=1e-12)
+    assert box.data_low == (0.1, 0.1, -0.95) and box.data_high == (4.9, 4.9, 0.85)
+    # the issue's extrapolations are out; every grid point and anything between is in
+    outside = [[0.02, 4.9, 0.0], [20.0, 20.0, 0.0], [1.0, 1.0, 0.99], [0.05, 1.0, 0.0], [1.0, 1.0, -0.98]]
+    assert not box.contains(outside).any()
+    np.testing.assert_array_equal(box.outside(outside)[:, 2], [False, False, True, False, True])
+    grid = make_dataset(DataConfig(var_x=FactorRange(values=(0.1, 4.9)), var_y=FactorRange(values=(0.1, 4.9)))).factors
+    assert box.contains(grid).all() and box.contains([[0.06, 5.0, 0.88], [2.345, 0.1, -0.97]]).all()
+    assert not box.contains([[np.nan, 1.0, 0.0]]).any()
+
+
+def test_factor_box_for_random_sampling_single_values_and_student_t():
+    random = FactorBox.from_config(DataConfig(sampling="random", n_samples=1000))  # a grid of 10 per factor
+    step = 4.8 / 9
+    assert random.low[0] == pytest.approx(0.1 * np.sqrt(0.1 / (0.1 + step)))
+    assert random.high[0] == pytest.approx(4.9 * np.sqrt(4.9 / (4.9 - step)))
+    single = FactorBox.from_config(DataConfig(var_x=FactorRange(values=(1.0,))))
+    assert single.low[0] == pytest.approx(np.exp(-0.1)) and single.high[0] == pytest.approx(np.exp(0.1))
+    t_box = FactorBox.from_config(DataConfig(kind="student_t"))
+    assert t_box.names[3] == "df" and t_box.low[3] == pytest.approx(2 / np.sqrt(2)) and t_box.high[3] == np.inf
+    in_range = t_box.contains([[1.0, 1.0, 0.0, df] for df in (1.0, 1.4, 1.5, 2.0, 50.0, 200.0, 1e4)])
+    np.testing.assert_array_equal(in_range, [False, False, True, True, True, True, True])
+    state = json.loads(json.dumps(t_box.to_dict()))
+    assert state["high"][3] is None and FactorBox.from_dict(state) == t_box
+    with pytest.raises(AtlasError, match="unreadable factor box"):
+        FactorBox.from_dict({"names": ["var_x"]})
+    with pytest.raises(AtlasError, match="shape"):
+        t_box.contains(np.ones((2, 3)))
+
+
+def test_heavier_tails_than_the_data_change_the_image_more_than_lighter_ones():
+    """Why df has no upper bound: df 200 -> 10,000 changes a heatmap far less than df 2 -> 1.41 does."""
+    factors = np.array([[1.0, 1.0, 0.0], [0.3, 2.0, 0.5]])
+
+    def shape_change(df_a, df_b):
+        a, b = (render_heatmaps(*factors.T, AXIS, np.full(2, df)).astype(np.float64) for df in (df_a, df_b))
+        return np.linalg.norm((a - b).reshape(2, -1), axis=1) / np.linalg.norm(a.reshape(2, -1), axis=1)
+
+    assert shape_change(200.0, 1e4).max() < 0.01 < 0.03 < shape_change(2.0, np.sqrt(2.0)).min()
+
+
+def test_shape_residual_is_scale_free_where_the_absolute_residual_is_not():
+    thin, round_ = render_heatmaps([0.1, 4.9], [0.3, 4.9], [0.5, 0.0], AXIS).astype(np.float64)
+    pattern = np.random.default_rng(9).normal(size=(36, 36))
+    pattern /= np.linalg.norm(pattern)
+    images = np.stack([image + 0.05 * np.linalg.norm(image) * pattern for image in (thin, round_)])
+    factors, residual, shape_residual = recover_shape(images, AXIS)
+    assert residual[1] / residual[0] > 5  # the norms differ several-fold
+    np.testing.assert_allclose(shape_residual, 0.05, rtol=0.02)  # white noise: all but 3 of 1,296 directions stay
+    _, dimmed_residual, dimmed = recover_shape(0.9 * np.stack([thin, round_]), AXIS)
+    assert dimmed_residual[1] / dimmed_residual[0] > 4
+    np.testing.assert_allclose(dimmed, dimmed[0], rtol=0.15)  # 0.075 and 0.066 (absolute: 4.6x apart)
+    assert 0.05 < dimmed.min() and dimmed.max() <= 0.1 + 1e-9  # at most |1 - a|: the fit may do a little better
+
+
+def test_shape_residual_of_dark_and_extra_mass_images():
+    blob = render_heatmaps([0.5], [0.5], [0.0], AXIS).astype(np.float64)[0]
+    x, y = np.meshgrid(AXIS, AXIS)
+    bright_spot = 5.0 * np.exp(-((x - 2.0) ** 2 + (y + 2.0) ** 2) / (2 * 0.25**2))
+    images = np.stack([np.zeros((36, 36)), blob + bright_spot, blob])
+    _, residual, shape_residual = recover_shape(images, AXIS)
+    assert shape_residual[0] == pytest.approx(1.0)  # nothing there: the residual is the fitted heatmap itself
+    assert shape_residual[1] > 1.0  # the extra mass outweighs the heatmap ...
+    assert residual[1] / np.linalg.norm(images[1]) < 1.0  # ... where ||image||-scaling stays below 1
+    assert shape_residual[2] < 1e-6
+
+
+@pytest.fixture(scope="module")
+def gaussian_oracle(gaussian_full) -> HeatmapOracle:
+    return HeatmapOracle.for_dataset(gaussian_full, shape_threshold=0.05)
+
+
+def test_verdict_fields_and_failures(gaussian_oracle, gaussian_full):
+    clean = render_heatmaps([1.3, 0.02, 1.0], [0.7, 4.9, 1.0], [0.3, 0.0, 0.2], AXIS)
+    noisy = clean[0] + np.random.default_rng(3).normal(0.0, 0.1, (36, 36))
+    noisy_outside = clean[1] + np.random.default_rng(4).normal(0.0, 0.2, (36, 36))
+    verdict = gaussian_oracle.verdict(np.concatenate([clean[:2], noisy[None], noisy_outside[None]]))
+    assert isinstance(verdict, Verdict) and len(verdict) == 4 and verdict.shape_threshold == 0.05
+    np.testing.assert_array_equal(verdict.shape_ok, [True, True, False, False])
+    np.testing.assert_array_equal(verdict.in_range, [True, False, True, False])
+    np.testing.assert_array_equal(verdict.valid, [True, False, False, False])
+    assert verdict.failure.tolist() == ["", "range", "shape", "shape+range"]
+    np.testing.assert_allclose(verdict.factor("var_y")[:2], [0.7, 4.9], rtol=1e-5)
+    fitted = gaussian_oracle.render(verdict.factors).astype(np.float64)
+    np.testing.assert_allclose(verdict.shape_residual, verdict.residual / np.linalg.norm(fitted.reshape(4, -1), axis=1),
+                               rtol=1e-5)
+
+
+def test_novelty_is_the_exact_nearest_training_image(gaussian_oracle, gaussian_full):
+    train, test = gaussian_full.train_idx, gaussian_full.test_idx
+    queries = np.concatenate([gaussian_full.images[train[[0, 500]]], gaussian_full.images[test[:3]] + 0.01])
+    verdict = gaussian_oracle.verdict(queries)
+    np.testing.assert_array_equal(verdict.nearest_index[:2], train[[0, 500]])
+    np.testing.assert_array_equal(verdict.novelty[:2], 0.0)
+    flat = gaussian_full.images[train].reshape(len(train), -1).astype(np.float64)
+    for row in range(2, 5):
+        distances = np.linalg.norm(flat - queries[row].astype(np.float64).ravel(), axis=1)
+        assert verdict.nearest_index[row] == train[np.argmin(distances)]
+        assert verdict.novelty[row] == pytest.approx(distances.min(), rel=1e-12)
+    np.testing.assert_array_equal(verdict.nearest_factors, gaussian_full.factors[verdict.nearest_index])
+    skipped = gaussian_oracle.verdict(queries[:2], novelty=False)
+    assert np.isnan(skipped.novelty).all() and (skipped.nearest_index == -1).all() and not skipped.has_novelty
+
+
+def test_verdict_round_trips_through_npz_and_summarises(gaussian_oracle, tmp_path):
+    images = render_heatmaps([1.0, 0.02, 2.0], [1.0, 4.9, 0.5], [0.0, 0.0, -0.4], AXIS)
+    images[2] += np.random.default_rng(5).normal(0.0, 0.1, (36, 36)).astype(np.float32)
+    verdict = gaussian_oracle.verdict(images)
+    path = tmp_path / "verdict.npz"
+    write_npz(path, verdict.to_arrays())
+    restored = Verdict.from_arrays(read_npz(path))
+    for name in ("factors", "residual", "shape_residual", "novelty", "nearest_index", "nearest_factors", "shape_ok",
+                 "in_range", "valid", "failure"):
+        np.testing.assert_array_equal(getattr(restored, name), getattr(verdict, name))
+    assert restored.box == verdict.box and restored.shape_threshold == verdict.shape_threshold
+    summary = json.loads(json.dumps(verdict.summary()))
+    assert summary["n"] == 3 and summary["shape_ok"] == pytest.approx(2 / 3) and summary["in_range"] == pytest.approx(2 / 3)
+    assert summary["valid"] == pytest.approx(1 / 3)
+    assert summary["failures"] == {"none": 1, "shape": 1, "range": 1, "shape+range": 0}
+    assert summary["out_of_range_by_factor"] == {"var_x": 1, "var_y": 0, "rho": 0}
+    rows = list(csv.DictReader(io.StringIO(verdict.to_csv())))
+    assert [row["valid"] for row in rows] == ["true", "false", "false"] and rows[1]["failure"] == "range"
+    assert float(rows[2]["shape_residual"]) == verdict.shape_residual[2]  # full precision
+    np.testing.assert_array_equal(verdict.subset([2, 0]).failure, verdict.failure[[2, 0]])
+    broken = {**verdict.to_arrays(), "novelty": np.zeros(5)}
+    with pytest.raises(AtlasError, match="novelty"):
+        Verdict.from_arrays(broken)
+    with pytest.raises(AtlasError, match="unreadable verdict"):
+        Verdict.from_arrays({"factors": np.zeros((1, 3))})
+
+
+def test_the_default_shape_threshold_is_the_benchmark_rule_for_the_dataset(tiny_dataset):
+    oracle = HeatmapOracle.for_dataset(tiny_dataset)
+    assert oracle.shape_threshold == shape_threshold_for(tiny_dataset.config)
+    assert oracle.verdict(tiny_dataset.images).valid.all()  # the data themselves are valid
+    assert oracle.describe()["box"] == FactorBox.from_config(tiny_dataset.config).to_dict()
+
+
+def test_verdicts_need_a_box_and_a_threshold():
+    image = render_heatmaps([1.0], [1.0], [0.0], AXIS)
+    with pytest.raises(AtlasError, match="no factor box"):
+        HeatmapOracle(AXIS, shape_threshold=0.1).verdict(image)
+    with pytest.raises(AtlasError, match="no shape threshold"):
+        HeatmapOracle(AXIS, box=FactorBox.from_config(DataConfig())).verdict(image)
+    for bad in (0.0, -1.0, np.nan, np.inf, "x"):
+        with pytest.raises(AtlasError, match="shape threshold"):
+            HeatmapOracle(AXIS, shape_threshold=bad)
+    with pytest.raises(AtlasError, match="factor box covers"):
+        HeatmapOracle(AXIS, family="student_t", box=FactorBox.from_config(DataConfig()))
+    verdict = HeatmapOracle(AXIS, box=FactorBox.from_config(DataConfig()), shape_threshold=0.1).verdict(image)
+    assert verdict.valid.all() and not verdict.has_novelty  # no reference: no novelty
+
+
+def test_novelty_reference_from_arrays():
+    images = render_heatmaps([0.5, 1.0, 2.0], [0.5, 1.0, 2.0], [0.0, 0.0, 0.0], AXIS)
+    reference = NoveltyReference.from_arrays(images, np.array([[0.5, 0.5, 0.0], [1.0, 1.0, 0.0], [2.0, 2.0, 0.0]]))
+    distance, index, factors = reference.nearest(render_heatmaps([1.1], [1.1], [0.0], AXIS))
+    assert index.tolist() == [1] and factors.tolist() == [[1.0, 1.0, 0.0]] and distance[0] > 0
+    with pytest.raises(AtlasError, match="at least one"):
+        NoveltyReference.from_arrays(images[:0], np.zeros((0, 3)))

@@ -9,18 +9,34 @@ import pytest
 from scipy.spatial.distance import cdist
 from scipy.stats import spearmanr
 
+from latent_atlas.analysis.holes import HullSampler
 from latent_atlas.analysis.latents import LatentCodes, encode_dataset
 from latent_atlas.analysis.neighbours import distance_to_codes, typical_spacing
 from latent_atlas.analysis.paths import (
+    PATH_FACTORS,
     LatentPath,
     bounding_planes,
+    code_directed_null_paths,
+    compare_with_null,
     correlation_axis,
-    empty_region_traversal,
+    drift,
     factor_association,
     factor_axis,
+    factor_quantity,
+    hull_envelopes,
     hull_perturbations,
     isovariance_path,
+    null_paths,
+    null_paths_like,
+    path_drift,
+    path_validity_summary,
+    planar_hull,
+    rotated_null_paths,
+    slab_codes,
+    tail_indices,
+    tail_traversals,
 )
+from latent_atlas.analysis.traversals import polyline_length
 from latent_atlas.errors import AtlasError
 from latent_atlas.models.inference import decode
 
@@ -126,15 +142,44 @@ def test_bounding_planes_of_a_triangle_are_its_edges():
     inside = v <= np.minimum(u, 2 - u)
     plane = np.c_[[0.0, 2.0, 1.0], [0.0, 0.0, 1.0]]  # the triangle's corners, so the hull is known exactly
     uv = np.r_[plane, np.c_[u, v][inside]]
-    codes = np.c_[rng.normal(size=len(uv)), uv]  # axis 0 is the fixed one
+    fixed = np.r_[np.zeros(3), rng.normal(size=len(uv) - 3)]  # axis 0 is the fixed one; the corners sit at 0
+    codes = np.c_[fixed, uv]
     latents = synthetic_latents(codes, np.zeros((len(codes), 3)))
     upper, lower = bounding_planes(latents, fixed_axis=0, n_points=6)
+    slab = np.abs(fixed - np.median(fixed)) <= upper.extras["slab_width"]
     for path in (upper, lower):
         assert path.points.shape == (6, 3)
-        np.testing.assert_allclose(path.points[:, 0], np.median(codes[:, 0]))
-        np.testing.assert_allclose(path.points[[0, -1], 1], np.percentile(codes[:, 1], [2, 98]))
+        np.testing.assert_allclose(path.points[:, 0], np.median(fixed))
+        np.testing.assert_allclose(path.points[[0, -1], 1], np.percentile(uv[slab, 0], [2, 98]))
     np.testing.assert_allclose(upper.points[:, 2], np.minimum(upper.points[:, 1], 2 - upper.points[:, 1]))
     np.testing.assert_allclose(lower.points[:, 2], 0.0, atol=1e-12)
+    assert upper.extras["n_slab"] == slab.sum() and abs(slab.mean() - 0.2) < 0.01
+
+
+def test_bounding_planes_take_their_hull_from_the_slab_around_the_fixed_value():
+    rng = np.random.default_rng(3)
+    near = np.c_[rng.uniform(-0.1, 0.1, 400), rng.uniform(0, 1, 400), rng.uniform(0, 1, 400)]  # a unit square
+    far = np.c_[rng.uniform(2, 3, 100) * rng.choice([-1, 1], 100), rng.uniform(0, 1, 100), rng.uniform(-2, 3, 100)]
+    codes = np.r_[near, far]
+    latents = synthetic_latents(codes, np.zeros((len(codes), 3)))
+    upper, lower = bounding_planes(latents, fixed_axis=0, n_points=5, slab_width=0.5)
+    assert upper.extras["n_slab"] == 400 and upper.extras["slab_width"] == 0.5
+    assert upper.extras["slab_fraction"] is None
+    square_top, square_bottom = hull_envelopes(planar_hull(near[:, 1:]), upper.points[:, 1])
+    # The square's edges, not the far codes' 3 and -2:
+    np.testing.assert_allclose(upper.points[:, 2], square_top, atol=1e-9)
+    np.testing.assert_allclose(lower.points[:, 2], square_bottom, atol=1e-9)
+    assert upper.points[:, 2].min() > 0.9 and lower.points[:, 2].max() < 0.1
+    projected, _ = bounding_planes(latents, fixed_axis=0, n_points=5, slab_fraction=1.0)  # every code: too tall
+    assert projected.extras["n_slab"] == 500 and projected.points[:, 2].max() > 2.5
+    default, _ = bounding_planes(latents, fixed_axis=0, n_points=5)
+    assert default.extras["n_slab"] == 100 and default.extras["slab_fraction"] == 0.2
+    members, width, centre = slab_codes(codes, 0, fraction=0.2)
+    assert len(members) == 100 and width == pytest.approx(np.quantile(np.abs(codes[:, 0] - centre), 0.2))
+    with pytest.raises(AtlasError, match="widen"):
+        bounding_planes(latents, fixed_axis=0, slab_width=0.0)
+    with pytest.raises(AtlasError, match="slab fraction"):
+        bounding_planes(latents, fixed_axis=0, slab_fraction=0.0)
 
 
 def test_bounding_planes_bound_every_code_of_a_cone():
@@ -198,37 +243,6 @@ def sheet_latents(height: np.ndarray, u: np.ndarray, w: np.ndarray, extra: np.nd
     return synthetic_latents(codes, factors)
 
 
-def test_empty_region_traversal_crosses_the_hollow_of_a_parabola():
-    u, w = (a.ravel() for a in np.meshgrid(np.linspace(-1, 1, 41), np.linspace(-1, 1, 21)))
-    latents = sheet_latents(u**2, u, w)
-    path = empty_region_traversal(latents, n_points=11)
-    np.testing.assert_allclose(path.points[0], [1.0, 0.0, 1.0], atol=1e-6)  # var_x-heavy tail first
-    np.testing.assert_allclose(path.points[-1], [-1.0, 0.0, 1.0], atol=1e-6)
-    distances = path.extras["nearest_code_distance"]
-    np.testing.assert_allclose(distances, distance_to_codes(path.points, latents.codes))
-    assert distances[5] > 0.8 and distances[1:-1].mean() > 5 * path.extras["typical_spacing"]
-
-
-def test_empty_region_traversal_bends_off_a_flat_sheet():
-    u, w = (a.ravel() for a in np.meshgrid(np.linspace(-1, 1, 41), np.linspace(-1, 1, 21)))
-    latents = sheet_latents(np.zeros_like(u), u, w, extra=np.array([[0.0, 0.0, 1.0]]))  # one code lifts the box
-    path = empty_region_traversal(latents, n_points=11)
-    chord = path.extras["chord_nearest_code_distance"]
-    assert chord.max() < 0.06  # the straight line runs through the sheet
-    assert path.extras["nearest_code_distance"][3:8].min() > 5 * path.extras["typical_spacing"]
-    assert np.all(path.points >= latents.codes.min(axis=0) - 1e-9)
-    assert np.all(path.points <= latents.codes.max(axis=0) + 1e-9)
-
-
-def test_empty_region_traversal_rejects_bad_input():
-    u = np.linspace(-1, 1, 20)
-    with pytest.raises(AtlasError, match="tail_fraction"):
-        empty_region_traversal(sheet_latents(u**2, u, u), tail_fraction=0.6)
-    same = synthetic_latents(np.zeros((20, 3)), np.c_[2 + u, 2 - u, u])
-    with pytest.raises(AtlasError, match="share one code"):
-        empty_region_traversal(same)
-
-
 def test_distance_to_codes_and_typical_spacing_match_brute_force():
     rng = np.random.default_rng(4)
     codes, points = rng.normal(size=(300, 3)), rng.normal(size=(25, 3))
@@ -241,8 +255,204 @@ def test_paths_decode_on_a_trained_run(trained_runs, tiny_dataset):
     model = trained_runs["vae"].load_model()
     latents = encode_dataset(model, tiny_dataset)
     paths = [isovariance_path(latents, n_bins=4, n_points=5), *bounding_planes(latents, n_points=5),
-             hull_perturbations(latents, n_points=5, rng=0), empty_region_traversal(latents, n_points=5)]
-    for path in paths:
-        assert np.all(np.isfinite(path.points)) and path.points.shape == (5, latents.latent_dim)
-        images = decode(model, path.points)
+             hull_perturbations(latents, n_points=5, rng=0)]
+    rng = np.random.default_rng(0)
+    tails = tail_traversals(latents.codes, latents.factor("var_diff"), rng, n_paths=3, n_points=5, tail_fraction=0.1)
+    point_sets = [path.points for path in paths] + [*tails.points, *null_paths_like(paths[0].points, rng, n_paths=2)]
+    for points in point_sets:
+        assert np.all(np.isfinite(points)) and points.shape == (5, latents.latent_dim)
+        images = decode(model, points)
         assert images.shape == (5, *tiny_dataset.image_shape)
+
+
+# -- the tail traversal --------------------------------------------------------------------------------
+
+
+def parabola_codes() -> tuple[np.ndarray, np.ndarray]:
+    """A parabolic sheet z2 = z0^2 with var_x - var_y = 2 z0: tails at z0 = -1 and +1, hollow above."""
+    u, w = (a.ravel() for a in np.meshgrid(np.linspace(-1, 1, 41), np.linspace(-1, 1, 11)))
+    return np.c_[u, w, u**2], 2 * u
+
+
+def test_tail_indices_are_the_top_and_bottom_of_var_diff():
+    var_diff = np.arange(100.0)
+    top, bottom = tail_indices(var_diff, 0.05)
+    np.testing.assert_array_equal(np.sort(top), np.arange(95, 100))  # quantiles interpolate: 94.05 and 4.95
+    np.testing.assert_array_equal(np.sort(bottom), np.arange(0, 5))
+    with pytest.raises(AtlasError, match="tail_fraction"):
+        tail_indices(var_diff, 0.5)
+
+
+def test_tail_traversals_join_tail_codes_by_one_rule_inside_the_hull():
+    codes, var_diff = parabola_codes()
+    paths = tail_traversals(codes, var_diff, np.random.default_rng(0), n_paths=10, n_points=9, tail_fraction=0.05,
+                            bend=1.0)
+    top, bottom = tail_indices(var_diff, 0.05)
+    assert paths.points.shape == (10, 9, 3) and paths.nearest_code_distance.shape == (10, 9)
+    assert set(paths.extras["start_indices"]) <= set(top) and set(paths.extras["end_indices"]) <= set(bottom)
+    np.testing.assert_allclose(paths.points[:, 0], codes[paths.extras["start_indices"]])
+    np.testing.assert_allclose(paths.points[:, -1], codes[paths.extras["end_indices"]])
+    midpoint = (paths.points[:, 0] + paths.points[:, -1]) / 2
+    np.testing.assert_allclose(paths.points[:, 4], (midpoint + codes.mean(axis=0)) / 2, atol=1e-12)  # bend 1
+    assert HullSampler().fit(codes).contains(paths.points.reshape(-1, 3)).all()
+    flat = paths.points.reshape(-1, 3)
+    np.testing.assert_allclose(paths.nearest_code_distance.ravel(), distance_to_codes(flat, codes))
+    assert paths.nearest_code_distance[:, 4].min() > 5 * paths.extras["typical_spacing"]  # across the hollow
+    straight = tail_traversals(codes, var_diff, np.random.default_rng(0), n_paths=10, n_points=9)  # bend 0
+    np.testing.assert_array_equal(straight.extras["start_indices"], paths.extras["start_indices"])  # same pairs
+    np.testing.assert_allclose(straight.points, np.linspace(straight.points[:, 0], straight.points[:, -1], 9, axis=1),
+                               atol=1e-12)
+    np.testing.assert_allclose(straight.nearest_code_distance, straight.extras["chord_nearest_code_distance"])
+    assert straight.nearest_code_distance[:, 4].min() > 5 * paths.extras["typical_spacing"]  # the chord crosses too
+
+
+def test_tail_traversals_are_reproducible_and_reject_bad_input():
+    codes, var_diff = parabola_codes()
+    first = tail_traversals(codes, var_diff, np.random.default_rng(5), n_paths=4)
+    again = tail_traversals(codes, var_diff, np.random.default_rng(5), n_paths=4)
+    np.testing.assert_array_equal(first.points, again.points)
+    assert first.points.shape == (4, 21, 3)
+    with pytest.raises(AtlasError, match="bend"):
+        tail_traversals(codes, var_diff, np.random.default_rng(0), bend=1.5)
+    with pytest.raises(AtlasError, match="one value per code"):
+        tail_traversals(codes, var_diff[:-1], np.random.default_rng(0))
+    with pytest.raises(AtlasError, match="n_paths"):
+        tail_traversals(codes, var_diff, np.random.default_rng(0), n_paths=0)
+
+
+def test_path_validity_summary_treats_the_path_as_the_unit():
+    valid = np.zeros((8, 5), dtype=bool)
+    valid[:4] = True  # four paths fully valid
+    valid[4:, :2] = True  # four 40 % valid
+    summary = path_validity_summary(valid, rng=1)
+    assert summary["mean_path_fraction"]["fraction"] == pytest.approx(0.7)
+    assert summary["mean_path_fraction"]["low"] < 0.7 < summary["mean_path_fraction"]["high"]
+    assert summary["mean_path_fraction"]["low"] >= 0.4 and summary["mean_path_fraction"]["high"] <= 1.0
+    assert summary["per_path_fraction"] == [1.0] * 4 + [0.4] * 4
+    assert summary["all_valid_paths"]["fraction"] == 0.5 and summary["all_valid_paths"]["n"] == 8
+    assert summary["pointwise"] == [1.0, 1.0, 0.5, 0.5, 0.5]
+    assert summary["pooled"]["n"] == 40
+    same = path_validity_summary(np.ones((3, 4), dtype=bool))
+    assert same["mean_path_fraction"]["low"] == same["mean_path_fraction"]["high"] == 1.0
+    assert path_validity_summary(valid, rng=1) == summary
+    with pytest.raises(AtlasError, match="boolean"):
+        path_validity_summary(np.ones(5, dtype=bool))
+
+
+# -- drift of the factors a path should keep fixed ------------------------------------------------------
+
+NAMES = ("var_x", "var_y", "rho")
+
+
+def test_factor_quantities_in_natural_units():
+    factors = np.array([[2.0, 0.5, 0.3], [1.0, 1.0, -0.2]])
+    np.testing.assert_allclose(factor_quantity(factors, NAMES, "log_var_ratio"), [np.log(4.0), 0.0])
+    np.testing.assert_allclose(factor_quantity(factors, NAMES, "log_var_sum"), np.log([2.5, 2.0]))
+    np.testing.assert_allclose(factor_quantity(factors, NAMES, "log_var_y"), np.log([0.5, 1.0]))
+    np.testing.assert_allclose(factor_quantity(factors, NAMES, "rho"), [0.3, -0.2])
+    np.testing.assert_allclose(factor_quantity(factors, NAMES, "var_diff"), [1.5, 0.0])
+    with pytest.raises(AtlasError, match="needs factor 'df'"):
+        factor_quantity(factors, NAMES, "log_df")
+    with pytest.raises(AtlasError, match="non-positive"):
+        factor_quantity(np.array([[-1.0, 1.0, 0.0]]), NAMES, "log_var_x")
+    with pytest.raises(AtlasError, match="unknown quantity"):
+        factor_quantity(factors, NAMES, "size")
+
+
+def test_drift_measures():
+    values = np.array([[0.0, 2.0, 1.0, 1.5], [3.0, 3.0, 3.0, 3.0]])
+    np.testing.assert_allclose(drift(values, "range"), [2.0, 0.0])
+    np.testing.assert_allclose(drift(values, "total_variation"), [3.5, 0.0])
+    np.testing.assert_allclose(drift(values, "change"), [1.5, 0.0])
+    with pytest.raises(AtlasError, match="measure"):
+        drift(values, "spread")
+    with pytest.raises(AtlasError, match="finite"):
+        drift(np.array([1.0, np.nan]))
+    factors = np.array([[1.0, 1.0, -0.5], [2.0, 2.0, 0.0], [1.0, 1.0, 0.5]])
+    assert path_drift(factors, NAMES, PATH_FACTORS["isovariance"]["fixed"]) == {
+        "log_var_ratio": 0.0, "log_var_sum": pytest.approx(np.log(2.0))}
+    many = path_drift(np.stack([factors, factors]), NAMES, ("rho",), measure="change")
+    assert many == {"rho": [1.0, 1.0]}
+
+
+def test_null_paths_are_straight_random_and_as_long_as_the_path():
+    start = np.array([1.0, -1.0, 0.5])
+    paths = null_paths(start, length=2.0, n_points=6, rng=np.random.default_rng(6), n_paths=500)
+    assert paths.shape == (500, 6, 3)
+    np.testing.assert_allclose(paths[:, 0], np.broadcast_to(start, (500, 3)))
+    np.testing.assert_allclose([polyline_length(p) for p in paths], 2.0)
+    steps = np.diff(paths, axis=1)  # (P, 5, D): equal steps along one direction per path
+    np.testing.assert_allclose(steps, np.broadcast_to(steps[:, :1], steps.shape), atol=1e-12)
+    directions = steps[:, 0] / np.linalg.norm(steps[:, 0], axis=1, keepdims=True)
+    np.testing.assert_allclose(directions.mean(axis=0), 0.0, atol=0.1)  # no preferred direction
+    np.testing.assert_allclose((directions**2).mean(axis=0), 1 / 3, atol=0.05)
+    again = null_paths(start, 2.0, 6, np.random.default_rng(6), n_paths=500)
+    np.testing.assert_array_equal(again, paths)
+    curve = np.array([[1.0, -1.0, 0.5], [1.0, 0.0, 0.5], [2.0, 0.0, 0.5]])  # length 2, three points
+    like = null_paths_like(curve, np.random.default_rng(6), n_paths=500)
+    np.testing.assert_allclose(like, null_paths(start, 2.0, 3, np.random.default_rng(6), n_paths=500))
+    with pytest.raises(AtlasError, match="length"):
+        null_paths(start, 0.0, 6, np.random.default_rng(0))
+
+
+def test_code_directed_null_paths_end_on_codes_at_the_path_length():
+    angles = np.linspace(0, 2 * np.pi, 40, endpoint=False)
+    ring = np.c_[np.cos(angles), np.sin(angles), np.zeros(40)]  # 40 codes 1 from the origin
+    codes = np.r_[ring, 3 * ring, [[0.0, 0.0, 0.0]]]  # and 40 more 3 from it, and the start itself
+    paths = code_directed_null_paths(np.zeros(3), 1.0, 5, codes, np.random.default_rng(8), n_paths=30)
+    assert paths.shape == (30, 5, 3)
+    np.testing.assert_allclose(paths[:, 0], 0.0)
+    ends = paths[:, -1]
+    assert np.abs(cdist(ends, ring)).min(axis=1).max() < 1e-12  # every path ends on a code of the inner ring
+    assert len({tuple(np.round(e, 9)) for e in ends}) == 30  # drawn without replacement while enough qualify
+    np.testing.assert_allclose([polyline_length(p) for p in paths], 1.0)
+    longer = code_directed_null_paths(np.zeros(3), 2.9, 4, codes, np.random.default_rng(8), n_paths=50)
+    np.testing.assert_allclose(np.linalg.norm(longer[:, -1], axis=1), 2.9)  # towards the outer ring, 2.9 long
+    with pytest.raises(AtlasError, match="no code lies"):
+        code_directed_null_paths(np.zeros(3), 2.0, 4, codes, np.random.default_rng(8))
+    with pytest.raises(AtlasError, match="dimension"):
+        code_directed_null_paths(np.zeros(2), 1.0, 4, codes, np.random.default_rng(8))
+
+
+def test_rotated_null_paths_keep_the_shape_of_the_path():
+    path = np.array([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [1.0, 1.0, 0.0], [1.0, 1.0, 2.0]])
+    paths = rotated_null_paths(path, np.random.default_rng(7), n_paths=50)
+    assert paths.shape == (50, 4, 3)
+    for rotated in paths:
+        np.testing.assert_allclose(cdist(rotated, rotated), cdist(path, path), atol=1e-12)
+    np.testing.assert_allclose(paths[:, 0], 0.0, atol=1e-12)
+    assert np.std(paths[:, -1], axis=0).min() > 0.5  # the end point goes everywhere on its sphere
+
+
+def test_compare_with_null_places_the_path_among_the_null_paths():
+    n = 5
+    rho = np.linspace(-0.8, 0.8, n)
+    path = np.c_[np.full(n, 1.0), np.full(n, 1.0), rho]  # isovariance held exactly, rho sweeps
+    null = np.empty((20, n, 3))
+    for p in range(20):  # null paths whose variance ratio drifts by p / 10 in log units and whose rho barely moves
+        null[p] = np.c_[np.exp(np.linspace(0.0, p / 10, n)), np.ones(n), np.full(n, 0.01 * p)]
+    result = compare_with_null(path, null, NAMES, fixed=("log_var_ratio", "log_var_sum"), intended=("rho",))
+    ratio = result["fixed"]["log_var_ratio"]
+    assert ratio["path"] == 0.0 and ratio["null_median"] == pytest.approx(0.95)
+    assert ratio["percentile"] == pytest.approx(100 * 0.5 / 20)  # one null path ties at 0, counted half
+    assert ratio["p_value"] == pytest.approx(2 / 21)
+    rho_change = result["intended"]["rho"]
+    assert rho_change["path"] == pytest.approx(1.6) and rho_change["percentile"] == 100.0
+    assert rho_change["p_value"] == pytest.approx(1 / 21) and rho_change["measure"] == "change"
+    assert result["n_null"] == 20 and "log-variance" in result["units"]["log_var_ratio"]
+    assert "valid_only" not in result and "path_valid_fraction" not in result
+    null_valid = np.ones((20, n), dtype=bool)
+    null_valid[10:, 2] = False  # the ten null paths that drift most leave the manifold half way
+    judged = compare_with_null(path, null, NAMES, fixed=("log_var_ratio",), path_valid=np.ones(n, dtype=bool),
+                               null_valid=null_valid, min_valid_null=10)
+    assert judged["path_valid_fraction"] == 1.0 and judged["null_valid_fraction"] == pytest.approx(0.9)
+    assert judged["n_null_valid_paths"] == 10 and judged["valid_only"]["n_null"] == 10
+    assert judged["valid_only"]["fixed"]["log_var_ratio"]["null_median"] == pytest.approx(0.45)
+    assert judged["valid_only"]["fixed"]["log_var_ratio"]["p_value"] == pytest.approx(2 / 11)
+    assert judged["fixed"]["log_var_ratio"] == ratio  # the comparison against every null path is unchanged
+    too_few = compare_with_null(path, null, NAMES, fixed=("rho",), null_valid=null_valid)  # 10 < 20
+    assert too_few["valid_only"] is None
+    with pytest.raises(AtlasError, match="null_valid"):
+        compare_with_null(path, null, NAMES, fixed=("rho",), null_valid=null_valid[:, :2])
+    with pytest.raises(AtlasError, match="same n and K"):
+        compare_with_null(path, null[:, :3], NAMES, fixed=("rho",))

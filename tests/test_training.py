@@ -33,7 +33,20 @@ def test_same_seed_gives_identical_weights(tmp_path, tiny_dataset, tiny_dataset_
     assert (a.path / "model.safetensors").read_bytes() != (c.path / "model.safetensors").read_bytes()
 
 
+def test_patience_counts_min_delta_but_the_lowest_loss_is_kept(tmp_path, tiny_dataset, tiny_dataset_file):
+    # No drop reaches min_delta after the first epoch, so patience 2 stops after epoch 3; the weights kept are
+    # still those of the lowest held-out loss, not the first epoch's.
+    result = _train(tiny_dataset, tiny_dataset_file, tmp_path / "r", epochs=10, scheduler="none", min_delta=1e6,
+                    early_stopping_patience=2)
+    val = [r["val_loss"] for r in read_history(result.run.path / "history.csv")]
+    assert result.epochs_run == 3 and result.stopped_early
+    assert min(val) < val[0] and result.best_epoch == int(np.argmin(val)) + 1 > 1
+    assert result.best_val_loss == min(val)
+
+
 def test_interrupted_run_resumes_to_the_same_weights(tmp_path, tiny_dataset, tiny_dataset_file):
+    # The default schedule (one-cycle, stepped per batch) with channels_last weights and fused Adam, whose
+    # restored moments must get their parameters' memory layout back.
     whole = _train(tiny_dataset, tiny_dataset_file, tmp_path / "whole", epochs=3).run
     partial = train(tiny_dataset, tiny_dataset_file, tiny_model_config(kind="vae"), tiny_train_config(epochs=3),
                     tmp_path / "parts", progress=False, max_new_epochs=1)
@@ -94,7 +107,7 @@ def test_early_stopping_restores_the_best_epoch(tmp_path, tiny_dataset, tiny_dat
 
 def test_scheduler_lowers_the_learning_rate(tmp_path, tiny_dataset, tiny_dataset_file):
     result = _train(tiny_dataset, tiny_dataset_file, tmp_path / "r", epochs=12, learning_rate=0.05,
-                    scheduler_patience=0, early_stopping_patience=12)
+                    scheduler="plateau", scheduler_patience=0, early_stopping_patience=12)
     rates = [r["learning_rate"] for r in read_history(result.run.path / "history.csv")]
     assert rates[0] == 0.05 and min(rates) < 0.05
     assert all(b <= a for a, b in zip(rates, rates[1:]))
@@ -141,3 +154,71 @@ def test_load_run_errors(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(AtlasError, match="run config not found"):
         load_run(tmp_path / "empty")
+
+
+def test_onecycle_follows_torch_schedule_per_batch(tmp_path, tiny_dataset, tiny_dataset_file):
+    import torch
+
+    config = dict(epochs=4, learning_rate=0.01, scheduler="onecycle", warmup_fraction=0.25, early_stopping_patience=9)
+    result = _train(tiny_dataset, tiny_dataset_file, tmp_path / "r", **config)
+    rates = [r["learning_rate"] for r in read_history(result.run.path / "history.csv")]
+    steps = -(-len(validation_split(tiny_dataset.train_idx, 0.1, 0)[0]) // 8)  # batches per epoch
+    reference = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.01)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(reference, max_lr=0.01, total_steps=4 * steps, pct_start=0.25,
+                                                   cycle_momentum=False)
+    expected = []
+    for _ in range(4):
+        expected.append(reference.param_groups[0]["lr"])
+        for _ in range(steps):
+            reference.step()
+            schedule.step()
+    assert rates == pytest.approx(expected, rel=1e-12)
+    assert rates[0] == pytest.approx(0.01 / 25) and max(rates) > rates[0] and rates[-1] < max(rates)
+
+
+@pytest.mark.parametrize("scheduler", ["plateau", "none"])  # the default one-cycle: the test above
+def test_other_schedules_resume_to_the_same_weights(tmp_path, tiny_dataset, tiny_dataset_file, scheduler):
+    config = tiny_train_config(epochs=3, scheduler=scheduler, learning_rate=0.01, scheduler_patience=0)
+    args = (tiny_dataset, tiny_dataset_file, tiny_model_config(kind="vae"), config)
+    whole = train(*args, tmp_path / "whole", progress=False).run
+    train(*args, tmp_path / "parts", progress=False, max_new_epochs=2)
+    resumed = train(*args, tmp_path / "parts", progress=False, resume=True).run
+    assert (whole.path / "model.safetensors").read_bytes() == (resumed.path / "model.safetensors").read_bytes()
+
+
+def test_progress_without_a_terminal_prints_one_line_per_epoch(tmp_path, tiny_dataset, tiny_dataset_file):
+    import subprocess
+    import sys
+
+    config = tmp_path / "tiny.toml"
+    config.write_text("[model]\nchannels = [4, 8]\nhidden_dims = [16]\n[train]\nbatch_size = 4\n"
+                      "early_stopping_patience = 9\n")
+    log = tmp_path / "stderr.log"
+    with open(log, "w") as stderr:
+        subprocess.run([sys.executable, "-m", "latent_atlas.cli", "train", "--data", str(tiny_dataset_file),
+                        "--model", "vae", "-o", str(tmp_path / "r"), "--epochs", "3", "--config", str(config)],
+                       stderr=stderr, stdout=subprocess.DEVNULL, check=True)
+    text = log.read_text()
+    assert "\r" not in text and "\x1b" not in text
+    assert [line.split()[:2] for line in text.splitlines()] == [["epoch", f"{e}/3"] for e in (1, 2, 3)]
+
+
+def test_progress_bar_is_drawn_only_when_asked_or_on_a_terminal(tmp_path, tiny_dataset, tiny_dataset_file, capsys,
+                                                                monkeypatch):
+    from latent_atlas.training.trainer import show_bar
+
+    args = (tiny_dataset, tiny_dataset_file, tiny_model_config(), tiny_train_config())
+    train(*args, tmp_path / "bar", progress=True, progress_bar=True)
+    assert "\r" in capsys.readouterr().err  # the test above would see a bar
+    train(*args, tmp_path / "quiet", progress=False, progress_bar=True)
+    assert capsys.readouterr().err == ""
+
+    class Terminal:
+        def isatty(self):
+            return True
+
+    assert show_bar(True, "auto") is False  # pytest's captured stderr is not a terminal
+    monkeypatch.setattr("sys.stderr", Terminal())
+    assert show_bar(True, "auto") is True and show_bar(True, False) is False and show_bar(False, "auto") is False
+    with pytest.raises(AtlasError, match="progress_bar must be"):
+        show_bar(True, "sometimes")

@@ -10,6 +10,8 @@ from latent_atlas.analysis.traversals import (
     interpolate,
     latent_arithmetic,
     line_traversal,
+    polyline_length,
+    random_unit_vectors,
 )
 from latent_atlas.errors import AtlasError
 
@@ -67,6 +69,24 @@ def test_latent_arithmetic():
     np.testing.assert_allclose(latent_arithmetic(a, b, c), 3.0 - c)
     with pytest.raises(AtlasError, match="one shape"):
         latent_arithmetic(a, b, np.zeros(3))
+
+
+def test_polyline_length_sums_the_segments():
+    assert polyline_length(np.array([[0.0, 0.0], [3.0, 4.0], [3.0, 6.0]])) == pytest.approx(7.0)
+    with pytest.raises(AtlasError, match="n >= 2"):
+        polyline_length(np.zeros((1, 3)))
+
+
+def test_random_unit_vectors_are_uniform_on_the_sphere():
+    vectors = random_unit_vectors(20_000, 3, np.random.default_rng(1))
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0)
+    np.testing.assert_allclose(vectors.mean(axis=0), 0.0, atol=0.02)
+    # Archimedes: on the unit 2-sphere each coordinate is uniform on [-1, 1].
+    np.testing.assert_allclose(np.quantile(vectors[:, 2], [0.25, 0.5, 0.75]), [-0.5, 0.0, 0.5], atol=0.03)
+    np.testing.assert_array_equal(random_unit_vectors(5, 4, np.random.default_rng(2)),
+                                  random_unit_vectors(5, 4, np.random.default_rng(2)))
+    with pytest.raises(AtlasError, match="directions"):
+        random_unit_vectors(0, 3, np.random.default_rng(0))
 
 
 @pytest.mark.parametrize(

@@ -97,12 +97,32 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
         print("  " + "  ".join(f"{k} {v:.3f}" for k, v in results["test_elbo"].items()))
 
 
+def _graph_options(args: argparse.Namespace) -> dict:
+    return {"backend": args.backend, "address": args.address, "max_parallel": args.max_parallel,
+            "progress": not args.quiet}
+
+
 def _cmd_study(args: argparse.Namespace) -> None:
     from .config import load_toml
     from .study import run_study, study_config_from
+    from .study.summary import study_summary
 
-    config = study_config_from(load_toml(args.config), quick=args.quick)
-    run_study(config, Path(args.output), retrain=args.retrain, progress=not args.quiet)
+    sections = tuple(s for part in (args.with_sections or []) for s in part.split(",") if s)
+    config = study_config_from(load_toml(args.config), quick=args.quick, sections=sections)
+    result = run_study(config, Path(args.output), report=not args.no_report, **_graph_options(args))
+    print(study_summary(result))
+
+
+def _cmd_sweep(args: argparse.Namespace) -> None:
+    from .config import load_toml
+    from .study.sweep import run_sweep
+
+    path = run_sweep(load_toml(args.config), Path(args.output), **_graph_options(args))
+    rows = path.read_text(encoding="utf-8").splitlines()
+    print("\n".join(rows[: 1 + 20]))
+    if len(rows) > 21:
+        print(f"... {len(rows) - 21} more rows")
+    print(f"\nwrote {path}: {len(rows) - 1} runs")
 
 
 def _cmd_explore(args: argparse.Namespace) -> None:
@@ -113,6 +133,57 @@ def _cmd_explore(args: argparse.Namespace) -> None:
     serve(args.run_dirs, host=args.host, port=args.port)
 
 
+def _cmd_oracle(args: argparse.Namespace) -> None:
+    import numpy as np
+
+    from .config import DataConfig
+    from .data import load_dataset, make_dataset
+    from .io import read_npz, write_text
+    from .oracle import HeatmapOracle
+
+    if Path(args.output).is_dir():
+        raise AtlasError(f"-o {args.output} is a folder; give a file name such as {args.output}/verdicts.csv")
+    family = None if args.family is None else args.family.replace("-", "_")
+    arrays = read_npz(args.images, what="images file")
+    if "images" not in arrays:
+        raise AtlasError(f"{args.images} has no 'images' array (it has {', '.join(sorted(arrays)) or 'nothing'})")
+    images = arrays["images"]
+    if images.dtype.kind not in "biuf":
+        raise AtlasError(f"{args.images}: images must be numbers, got dtype {images.dtype}")
+    if images.ndim != 3:
+        raise AtlasError(f"{args.images}: images must have shape (N, H, W), got shape {images.shape}")
+    if not np.all(np.isfinite(images)):
+        raise AtlasError(f"{args.images}: images contain NaN or infinite values")
+    if args.data is not None:
+        dataset = load_dataset(args.data)
+        if family is not None and family != dataset.config.kind:
+            raise AtlasError(f"--family {family} conflicts with --data {args.data}, a {dataset.config.kind} dataset")
+    else:
+        dataset = make_dataset(DataConfig(kind=family or "gaussian"))
+    if images.shape[1:] != dataset.image_shape:
+        source = args.data or "the default data config"
+        raise AtlasError(f"{args.images}: images are {images.shape[1]}x{images.shape[2]} but the grid of {source} is "
+                         f"{dataset.image_shape[0]}x{dataset.image_shape[1]}")
+    oracle = HeatmapOracle.for_dataset(dataset, shape_threshold=args.shape_threshold)
+    verdict = oracle.verdict(images)
+    write_text(args.output, verdict.to_csv())
+    summary = verdict.summary()
+    fractions = ", ".join(f"{key} {summary[key]:.3f}" if summary[key] is not None else f"{key} -"
+                          for key in ("shape_ok", "in_range", "valid"))
+    print(f"wrote {args.output}: {summary['n']} images, {dataset.config.kind} oracle, shape threshold "
+          f"{verdict.shape_threshold:g}; {fractions}")
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not (value > 0 and value != float("inf")):
+        raise argparse.ArgumentTypeError(f"expected a positive finite number, got {text}")
+    return value
+
+
 def _port(text: str) -> int:
     try:
         value = int(text)
@@ -121,6 +192,17 @@ def _port(text: str) -> int:
     if not 0 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"port must be between 0 and 65535, got {value}")
     return value
+
+
+def _add_graph_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--backend", choices=["ray", "local"], default="ray",
+                        help="ray (default): a local Ray instance on 127.0.0.1, or the cluster at --address; "
+                        "local: one task at a time in this process")
+    parser.add_argument("--address", metavar="ADDRESS", help="join the Ray cluster at this address instead of "
+                        "starting a local instance (the output folder must be on a path every node shares)")
+    parser.add_argument("--max-parallel", type=_positive_int, metavar="N",
+                        help="at most N tasks at once (default: the CPUs Ray has)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress output")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -161,15 +243,45 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     evaluate.set_defaults(handler=_cmd_evaluate)
 
-    study = commands.add_parser("study", help="reproduce the whole seed study",
-                                description="Build both datasets, train the models, run every analysis "
-                                "and write the report into DIR.")
+    study = commands.add_parser("study", help="reproduce the whole seed study over training seeds",
+                                description="Build both datasets, train every (dataset, model, seed) run, run "
+                                "every analysis, aggregate over seeds and write the report into DIR. A second run "
+                                "in the same folder redoes only what changed; a killed one resumes.")
     study.add_argument("-o", "--output", default="study", metavar="DIR", help="output folder (default ./study)")
-    study.add_argument("--quick", action="store_true", help="small data, few epochs: a demo in about a minute")
+    study.add_argument("--quick", action="store_true", help="small data, few epochs, two seeds: a demo in minutes")
     study.add_argument("--config", metavar="F.toml", help="TOML file with [data], [model], [train], [study]")
-    study.add_argument("--retrain", action="store_true", help="train again even where a finished run exists")
-    study.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    study.add_argument("--with", dest="with_sections", action="append", metavar="SECTIONS",
+                       help="optional sections to add, comma-separated: dimensions (the latent-dimension study), "
+                       "toolbox (beta sweep, conditional VAE, the second seed's techniques)")
+    study.add_argument("--no-report", action="store_true", help="compute everything but the HTML report")
+    _add_graph_options(study)
     study.set_defaults(handler=_cmd_study)
+
+    sweep = commands.add_parser("sweep", help="train and evaluate a grid of runs (Ray)",
+                                description="Run every point of the [sweep] grid of CONFIG.toml (dotted keys such as "
+                                "\"model.kind\" = [\"vae\", \"ae\"], \"train.seed\" = [0, 1, 2]; [data], [model], "
+                                "[train] set the fixed values) and write DIR/results.csv, one row per run.")
+    sweep.add_argument("config", metavar="CONFIG.toml", help="TOML file with a [sweep] table")
+    sweep.add_argument("-o", "--output", required=True, metavar="DIR", help="output folder")
+    _add_graph_options(sweep)
+    sweep.set_defaults(handler=_cmd_sweep)
+
+    oracle = commands.add_parser("oracle", help="the oracle's verdict on images (.npz) as CSV",
+                                 description="Fit the density family back to every image of IMAGES.npz (an "
+                                 "'images' array (N, H, W); a dataset file works) and write one CSV row per image: "
+                                 "recovered factors, residual, shape residual, shape_ok, in_range, valid, failure, "
+                                 "novelty and the nearest training image. The factor box and training images come "
+                                 "from --data, else from the default data config.")
+    oracle.add_argument("images", metavar="IMAGES.npz", help="an .npz with an 'images' array (N, H, W)")
+    oracle.add_argument("--data", metavar="DATASET.npz", help="dataset giving the grid, family, factor box and "
+                        "training images (default: the default data config, generated in memory)")
+    oracle.add_argument("--family", choices=["gaussian", "student_t", "student-t"],
+                        help="density family (default: the dataset's, else gaussian)")
+    oracle.add_argument("--shape-threshold", type=_positive_float, metavar="T",
+                        help="largest shape residual still a heatmap (default: the corruption benchmark's rule "
+                        "for the data's grid)")
+    oracle.add_argument("-o", "--output", required=True, metavar="VERDICTS.csv", help="where to write the CSV")
+    oracle.set_defaults(handler=_cmd_oracle)
 
     explore = commands.add_parser("explore", help="interactive latent explorer in the browser",
                                   description="Serve a local web app: click anywhere in latent space and see the "

@@ -26,14 +26,17 @@ for a decoded one.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from .config import DataConfig
 from .data import HeatmapDataset
 from .data.heatmaps import mahalanobis_squared, normalised_density, render_heatmaps
 from .errors import AtlasError
+from .verdicts import FactorBox, NoveltyReference, Verdict
 
 FAMILIES: dict[str, tuple[str, ...]] = {
     "gaussian": ("var_x", "var_y", "rho"),
@@ -58,7 +61,6 @@ class OracleResult:
     factors: np.ndarray  # (N, K) factors of the nearest valid heatmap, columns factor_names
     factor_names: tuple[str, ...]
     residual: np.ndarray  # (N,) Frobenius norm ||image - fitted heatmap||
-    valid: np.ndarray | None  # (N,) residual <= threshold_, or None when the oracle was not fitted
 
     def factor(self, name: str) -> np.ndarray:
         if name not in self.factor_names:
@@ -315,17 +317,23 @@ def _levenberg_marquardt(target: np.ndarray, theta: np.ndarray, grid: _Grid) -> 
     return theta, f
 
 
-def _recover(images: np.ndarray, grid: _Grid, family: str) -> tuple[np.ndarray, np.ndarray]:
-    images = _check_images(images, len(grid.axis))
+def _fit(images: np.ndarray, grid: _Grid, family: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Checked (N, S, S) images -> factors (N, K), residual ||image - fitted|| (N,) and ||fitted|| (N,)."""
     n = len(images)
     values = images.reshape(n, len(grid.axis) ** 2)  # (N, P)
     factors = np.empty((n, len(FAMILIES[family])))
-    residual = np.empty(n)
+    residual, fitted_norm = np.empty(n), np.empty(n)
     for lo in range(0, n, _CHUNK):
         target = values[lo : lo + _CHUNK]  # (B, P)
         theta, fitted = _levenberg_marquardt(target, _best_start(target, grid, family), grid)
         factors[lo : lo + _CHUNK] = _to_factors(theta)
         residual[lo : lo + _CHUNK] = np.linalg.norm(fitted - target, axis=1)
+        fitted_norm[lo : lo + _CHUNK] = np.linalg.norm(fitted, axis=1)
+    return factors, residual, fitted_norm
+
+
+def _recover(images: np.ndarray, grid: _Grid, family: str) -> tuple[np.ndarray, np.ndarray]:
+    factors, residual, _ = _fit(_check_images(images, len(grid.axis)), grid, family)
     return factors, residual
 
 
@@ -339,55 +347,116 @@ def recover_factors(images: np.ndarray, axis: np.ndarray, family: str = "gaussia
     return _recover(images, _Grid.build(_check_axis(axis)), family)
 
 
-class HeatmapOracle:
-    """Recovers factors from images and judges whether an image is a valid heatmap.
+def recover_shape(images: np.ndarray, axis: np.ndarray, family: str = "gaussian") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Factors (N, K), residual ||image - fitted||_F (N,) and shape residual residual / ||fitted||_F (N,).
 
-    ``fit(calibration_images)`` sets ``threshold_`` to the ``quantile`` of the calibration images'
-    residuals. Calibrate on images you accept as good heatmaps, i.e. as good as a model can make them:
-    in the study, a trained model's reconstructions of the test images (real images have residual ~1e-7
-    and would make every decoded image invalid). ``recover`` then flags ``valid = residual <= threshold_``;
-    before ``fit``, ``valid`` is None. ``n_calibration_`` and ``median_residual_`` describe the calibration.
+    Why the fitted heatmap's norm: it is never small (the fitted heatmap's peak is exactly 1), so a dark
+    or empty image gets shape residual 1 (not the infinity of ||image||-based scaling), an extra blob
+    grows without bound with the blob's mass (||image||-based scaling saturates below 1 as the extra mass
+    dominates), and an amplitude change a * heatmap comes out as about |1 - a| for thin and round
+    ellipses alike, whose norms run from about 2 to 22 (the fit may absorb a little of it: 0.075 and
+    0.066 for a = 0.9). Additive noise or a background offset is judged relative to the heatmap's own
+    mass: the same faint background counts more against a thin ellipse (norm 2) than a round one (norm
+    22), being a larger part of that image. A uniform bright background over the whole grid is close to a
+    very wide heatmap, so its shape residual stays moderate; the range check catches the wide factors.
+    """
+    _check_family(family)
+    grid = _Grid.build(_check_axis(axis))
+    factors, residual, fitted_norm = _fit(_check_images(images, len(grid.axis)), grid, family)
+    return factors, residual, residual / fitted_norm
+
+
+def _check_threshold(value: Any) -> float:
+    try:
+        threshold = float(value)
+    except (TypeError, ValueError):
+        threshold = math.nan
+    if not (math.isfinite(threshold) and threshold > 0):
+        raise AtlasError(f"the shape threshold must be a positive finite number, got {value!r}")
+    return threshold
+
+
+class HeatmapOracle:
+    """Recovers factors from images and gives each image a verdict: shape, range and novelty.
+
+    ``verdict(images)`` -> ``Verdict``: ``shape_ok`` (the shape residual, ``recover_shape``, within
+    ``shape_threshold``), ``in_range`` (the recovered factors inside ``box``), ``valid`` (both) and the
+    distance to the nearest ``reference`` (training) image. ``for_dataset`` takes the grid, family, box,
+    training images and data config from a dataset; the shape threshold is then the corruption
+    benchmark's rule for that config (``latent_atlas.corruptions.shape_threshold_for``), computed on
+    first use, unless given. No model enters any of it.
     """
 
-    def __init__(self, axis: np.ndarray, family: str = "gaussian", quantile: float = 0.99):
+    def __init__(self, axis: np.ndarray, family: str = "gaussian", *, box: FactorBox | None = None,
+                 shape_threshold: float | None = None, reference: NoveltyReference | None = None,
+                 data_config: DataConfig | None = None):
         self.factor_names = _check_family(family)
         self.family = family
         self.axis = _check_axis(axis)
-        try:
-            self.quantile = float(quantile)
-        except (TypeError, ValueError):
-            self.quantile = np.nan
-        if not 0.0 < self.quantile <= 1.0:
-            raise AtlasError(f"the oracle's quantile must be a number in (0, 1], got {quantile!r}")
-        self.threshold_: float | None = None
-        self.n_calibration_: int | None = None
-        self.median_residual_: float | None = None
+        if box is not None and box.names != self.factor_names:
+            raise AtlasError(f"the factor box covers {', '.join(box.names)} but the {family} oracle recovers "
+                             f"{', '.join(self.factor_names)}")
+        if data_config is not None and (data_config.kind != family or data_config.grid_size != len(self.axis)):
+            raise AtlasError(f"the data config ({data_config.kind}, {data_config.grid_size}x{data_config.grid_size}) "
+                             f"does not match the oracle ({family}, {len(self.axis)}x{len(self.axis)})")
+        self.box = box
+        self.reference = reference
+        self.data_config = data_config
+        self._shape_threshold = None if shape_threshold is None else _check_threshold(shape_threshold)
         self._grid = _Grid.build(self.axis)
 
     @classmethod
-    def for_dataset(cls, dataset: HeatmapDataset, **kwargs: Any) -> HeatmapOracle:
-        """An oracle on the dataset's grid for its family (``dataset.config.kind``)."""
-        return cls(dataset.axis, family=dataset.config.kind, **kwargs)
+    def for_dataset(cls, dataset: HeatmapDataset, *, shape_threshold: float | None = None, **kwargs: Any) -> HeatmapOracle:
+        """An oracle on the dataset's grid for its family, with its factor box and its training images as the
+        novelty reference; the shape threshold is the benchmark rule's for the dataset's config unless given."""
+        if dataset.image_shape != (len(dataset.axis), len(dataset.axis)):
+            raise AtlasError(f"dataset images are {dataset.image_shape} but its config's grid is {len(dataset.axis)}")
+        return cls(dataset.axis, family=dataset.config.kind, box=FactorBox.from_config(dataset.config),
+                   shape_threshold=shape_threshold, reference=NoveltyReference.from_dataset(dataset),
+                   data_config=dataset.config, **kwargs)
 
     @property
-    def is_fitted(self) -> bool:
-        return self.threshold_ is not None
+    def shape_threshold(self) -> float:
+        """The largest shape residual still called a heatmap of the family."""
+        if self._shape_threshold is None:
+            if self.data_config is None:
+                raise AtlasError("the oracle has no shape threshold: give shape_threshold, or a data config "
+                                 "(HeatmapOracle.for_dataset) for the corruption benchmark's rule")
+            from .corruptions import shape_threshold_for
 
-    def fit(self, calibration_images: np.ndarray) -> HeatmapOracle:
-        """Set ``threshold_`` to the ``quantile`` of the calibration images' residuals; returns self."""
-        _, residual = _recover(calibration_images, self._grid, self.family)
-        if residual.size == 0:
-            raise AtlasError("the oracle needs at least one calibration image")
-        self.threshold_ = float(np.quantile(residual, self.quantile))
-        self.n_calibration_ = int(residual.size)
-        self.median_residual_ = float(np.median(residual))
-        return self
+            self._shape_threshold = shape_threshold_for(self.data_config)
+        return self._shape_threshold
+
+    def verdict(self, images: np.ndarray, novelty: bool = True) -> Verdict:
+        """(N, H, W) or one (H, W) image -> the ``Verdict``: factors, residuals, shape / range checks, novelty.
+
+        ``novelty=False`` skips the nearest-neighbour search (novelty NaN, nearest index -1); without a
+        reference it is skipped too.
+        """
+        if self.box is None:
+            raise AtlasError("the oracle has no factor box: give box=FactorBox.from_config(config), or use "
+                             "HeatmapOracle.for_dataset")
+        threshold = self.shape_threshold
+        images = _check_images(images, len(self.axis))
+        factors, residual, fitted_norm = _fit(images, self._grid, self.family)
+        n, k = factors.shape
+        if novelty and self.reference is not None:
+            distance, index, nearest = self.reference.nearest(images)
+        else:
+            distance, index, nearest = np.full(n, np.nan), np.full(n, -1, dtype=np.int64), np.full((n, k), np.nan)
+        return Verdict(factor_names=self.factor_names, factors=factors, residual=residual,
+                       shape_residual=residual / fitted_norm, shape_threshold=threshold, box=self.box,
+                       novelty=distance, nearest_index=index, nearest_factors=nearest)
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-able: family, grid size, shape threshold (resolving it) and the factor box."""
+        return {"family": self.family, "grid_size": len(self.axis), "shape_threshold": self.shape_threshold,
+                "box": None if self.box is None else self.box.to_dict()}
 
     def recover(self, images: np.ndarray) -> OracleResult:
-        """(N, H, W) or one (H, W) image -> factors of the nearest valid heatmap, residuals, validity."""
+        """(N, H, W) or one (H, W) image -> factors of the nearest heatmap of the family and the residuals."""
         factors, residual = _recover(images, self._grid, self.family)
-        valid = residual <= self.threshold_ if self.is_fitted else None
-        return OracleResult(factors=factors, factor_names=self.factor_names, residual=residual, valid=valid)
+        return OracleResult(factors=factors, factor_names=self.factor_names, residual=residual)
 
     def render(self, factors: np.ndarray) -> np.ndarray:
         """(N, K) factors, e.g. ``OracleResult.factors`` -> the heatmaps they describe, (N, H, W) float32."""
@@ -397,32 +466,9 @@ class HeatmapOracle:
         df = factors[:, 3] if self.family == "student_t" else None
         return render_heatmaps(factors[:, 0], factors[:, 1], factors[:, 2], self.axis, df)
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able state: family, axis, quantile, threshold and the calibration's n and median residual."""
-        calibration = {"n": self.n_calibration_, "median_residual": self.median_residual_}
-        return {
-            "family": self.family,
-            "axis": self.axis.tolist(),
-            "quantile": self.quantile,
-            "threshold": self.threshold_,
-            "calibration": calibration if self.is_fitted else None,
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> HeatmapOracle:
-        try:
-            oracle = cls(d["axis"], family=d["family"], quantile=d["quantile"])
-            if d.get("threshold") is not None:
-                oracle.threshold_ = float(d["threshold"])
-                oracle.n_calibration_ = int(d["calibration"]["n"])
-                oracle.median_residual_ = float(d["calibration"]["median_residual"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise AtlasError(f"unreadable oracle state: {type(exc).__name__} {exc}") from None
-        return oracle
-
     def __repr__(self) -> str:
-        state = f"threshold_={self.threshold_:.4g}" if self.is_fitted else "not fitted"
-        return f"HeatmapOracle(family={self.family!r}, grid={len(self.axis)}, quantile={self.quantile}, {state})"
+        threshold = "unset" if self._shape_threshold is None else f"{self._shape_threshold:g}"
+        return f"HeatmapOracle(family={self.family!r}, grid={len(self.axis)}, shape_threshold={threshold})"
 
 
 def covariance_matrices(factors: np.ndarray) -> np.ndarray:

@@ -9,7 +9,8 @@ raw pixels, so a reader sees how much of the df signal the codes keep.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -40,6 +41,7 @@ class KnnResult:
     n_test: int
     features: str
     confidence: float = 0.95
+    subsets: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> subset_scores on those test images
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -83,6 +85,7 @@ def knn_classifier(
     features: str = "codes",
     scale: bool = True,
     confidence: float = 0.95,
+    test_subsets: Mapping[str, np.ndarray] | None = None,
 ) -> KnnResult:
     """Fit ``[StandardScaler ->] KNeighborsClassifier`` on binary labels (1 = positive), score it on the test split.
 
@@ -90,7 +93,9 @@ def knn_classifier(
     stratified ``folds``-fold CV accuracy on the training split, the smaller k on ties; the pipeline is
     then refitted on the whole training split. ``scale=False`` drops the scaler, for features whose raw
     Euclidean distance is already meaningful (pixels). The intervals come from :func:`bootstrap_intervals`
-    with ``n_bootstrap`` resamples seeded by ``seed``.
+    with ``n_bootstrap`` resamples seeded by ``seed``. ``test_subsets`` (name -> boolean mask over the test
+    examples, e.g. the ambiguous band) adds the same scores on each subset (:func:`subset_scores`) under
+    ``subsets``.
     """
     train_X, test_X = (np.asarray(a, dtype=np.float64) for a in (train_X, test_X))
     train_y, test_y = (np.asarray(a).astype(int).ravel() for a in (train_y, test_y))
@@ -116,6 +121,8 @@ def knn_classifier(
     cv_scores = {int(k): float(s) for k, s in zip(ks, search.cv_results_["mean_test_score"])}
     predicted = search.best_estimator_.predict(test_X)
     intervals = bootstrap_intervals(test_y, predicted, n_bootstrap, confidence, np.random.default_rng(seed))
+    subsets = {name: subset_scores(test_y, predicted, np.asarray(mask), n_bootstrap, confidence, seed)
+               for name, mask in (test_subsets or {}).items()}
     return KnnResult(
         k=int(search.best_params_["knn__n_neighbors"]),
         cv_scores=cv_scores,
@@ -128,6 +135,7 @@ def knn_classifier(
         n_test=len(test_y),
         features=features,
         confidence=confidence,
+        subsets=subsets,
     )
 
 
@@ -159,6 +167,7 @@ def df_classification(
     n_bootstrap: int = 1000,
     pixel_components: int = PIXEL_COMPONENTS,
     heavy_df: float = 2.0,
+    test_subsets: Mapping[str, np.ndarray] | None = None,
 ) -> dict[str, KnnResult]:
     """The KNN classifier for heavy tails (df = ``heavy_df``) on three feature sets, all row-aligned with the dataset.
 
@@ -169,6 +178,8 @@ def df_classification(
       images, before the CV (unsupervised, so no label leaks). Ten axes keep the df signal (test
       accuracy 1.0 on the study's student_t data, as with 20 or 50) and, unlike 20 or more, let
       scikit-learn use a k-d tree: 0.05 s per fit instead of 0.3 s, over the 31 fits of the search.
+
+    ``test_subsets`` (masks over ``test_idx``) are scored for every feature set (see :func:`knn_classifier`).
     """
     labels = heavy_tail_labels(factors, factor_names, heavy_df)
     covariance = np.asarray(factors)[:, [list(factor_names).index(name) for name in COVARIANCE_FACTORS]]
@@ -179,23 +190,99 @@ def df_classification(
     return {
         name: knn_classifier(
             X[train_idx], labels[train_idx], X[test_idx], labels[test_idx],
-            n_bootstrap=n_bootstrap, seed=seed, features=name, scale=scale,
+            n_bootstrap=n_bootstrap, seed=seed, features=name, scale=scale, test_subsets=test_subsets,
         )
         for name, (X, scale) in feature_sets.items()
         if X is not None
     }
 
 
-def covariance_bayes_accuracy(var_x: np.ndarray, var_y: np.ndarray, threshold: float = 20.0,
-                              noise_max: float = 10.0) -> float:
-    """The best accuracy any classifier of (var_x, var_y) can reach on the seed's df rule.
+RULE_GIVES = ("heavy", "light")  # DataConfig.df_rule_gives: the df the rule assigns where it holds
 
-    df is heavy when (var_x + var_y)^2 - l > threshold with l ~ U(0, noise_max), so
-    P(heavy | s) = clip((s^2 - threshold) / noise_max, 0, 1) for s = var_x + var_y, and the Bayes
-    classifier is right with probability max(P, 1 - P) at each image. A classifier on the images or
-    codes can beat this only by reading the tails themselves.
+
+def heavy_probability(var_x: np.ndarray, var_y: np.ndarray, threshold: float = 20.0, noise_max: float = 10.0,
+                      rule_gives: str = "heavy") -> np.ndarray:
+    """(N,) P(df = heavy | var_x, var_y) under the seed's df rule.
+
+    The seed assigns df by the event (var_x + var_y)^2 - l > threshold, l ~ U(0, noise_max), without saying which
+    side gets the heavy tails. With s = var_x + var_y, P(event | s) = clip((s^2 - threshold) / noise_max, 0, 1)
+    (a step at s^2 = threshold when noise_max is 0). ``rule_gives`` is ``DataConfig.df_rule_gives``: "heavy"
+    (the project's default reading) puts the heavy tails where the event holds, i.e. at large variances;
+    "light" puts them where it fails.
     """
+    if rule_gives not in RULE_GIVES:
+        raise AtlasError(f"rule_gives must be one of {RULE_GIVES}, got {rule_gives!r}")
+    if not noise_max >= 0:
+        raise AtlasError(f"noise_max must be >= 0, got {noise_max!r}")
     s = np.asarray(var_x, dtype=np.float64) + np.asarray(var_y, dtype=np.float64)
     excess = s**2 - threshold
-    p_heavy = (excess > 0).astype(float) if noise_max == 0 else np.clip(excess / noise_max, 0.0, 1.0)
-    return float(np.maximum(p_heavy, 1.0 - p_heavy).mean())
+    event = (excess > 0).astype(float) if noise_max == 0 else np.clip(excess / noise_max, 0.0, 1.0)
+    return event if rule_gives == "heavy" else 1.0 - event
+
+
+def ambiguous_band(p_heavy: np.ndarray) -> np.ndarray:
+    """(N,) bool: images whose df the covariance leaves genuinely open, 0 < P(heavy | covariance) < 1."""
+    p_heavy = np.asarray(p_heavy, dtype=np.float64)
+    return (p_heavy > 0) & (p_heavy < 1)
+
+
+def bayes_accuracy(p_heavy: np.ndarray) -> float | None:
+    """The best expected accuracy of any classifier of the covariance alone: mean of max(P, 1 - P); None when empty."""
+    p_heavy = np.asarray(p_heavy, dtype=np.float64)
+    return float(np.maximum(p_heavy, 1.0 - p_heavy).mean()) if p_heavy.size else None
+
+
+def covariance_bayes_accuracy(var_x: np.ndarray, var_y: np.ndarray, threshold: float = 20.0,
+                              noise_max: float = 10.0, rule_gives: str = "heavy") -> float:
+    """The best accuracy any classifier of (var_x, var_y) can reach on the seed's df rule.
+
+    P(heavy | s) comes from :func:`heavy_probability`, and the Bayes classifier is right with probability
+    max(P, 1 - P) at each image (the same under either reading of which side is heavy). A classifier on the
+    images or codes can beat this only by reading the tails themselves.
+    """
+    return bayes_accuracy(heavy_probability(var_x, var_y, threshold, noise_max, rule_gives))
+
+
+def band_summary(var_x: np.ndarray, var_y: np.ndarray, threshold: float = 20.0, noise_max: float = 10.0,
+                 rule_gives: str = "heavy") -> dict[str, Any]:
+    """The ambiguous band of a set of images (e.g. the test split): its size, where it lies in s = var_x + var_y
+    (threshold < s^2 < threshold + noise_max), and the Bayes ceiling of a covariance-only classifier on the band
+    and overall. JSON-able; ``mask`` is returned separately by :func:`ambiguous_band`."""
+    p_heavy = heavy_probability(var_x, var_y, threshold, noise_max, rule_gives)
+    band = ambiguous_band(p_heavy)
+    return {
+        "rule_gives": rule_gives,
+        "n": int(p_heavy.size),
+        "n_band": int(band.sum()),
+        "band_fraction": float(band.mean()) if p_heavy.size else None,
+        "s_low": float(np.sqrt(max(threshold, 0.0))),
+        "s_high": float(np.sqrt(max(threshold + noise_max, 0.0))),
+        "bayes_ceiling": bayes_accuracy(p_heavy),
+        "bayes_ceiling_band": bayes_accuracy(p_heavy[band]),
+        "expected_heavy_fraction_band": float(p_heavy[band].mean()) if band.any() else None,
+    }
+
+
+def subset_scores(y_true: np.ndarray, y_pred: np.ndarray, mask: np.ndarray, n_bootstrap: int = 1000,
+                  confidence: float = 0.95, seed: int = 0) -> dict[str, Any]:
+    """Accuracy and F1 (positive class 1) of predictions on the images in ``mask``, with the percentile bootstrap
+    intervals of :func:`bootstrap_intervals` over those images; None figures when the subset is empty."""
+    y_true, y_pred = np.asarray(y_true).astype(int).ravel(), np.asarray(y_pred).astype(int).ravel()
+    mask = np.asarray(mask).ravel()
+    if mask.dtype != bool or not mask.shape == y_true.shape == y_pred.shape:
+        raise AtlasError(f"mask, labels and predictions must be aligned 1-D arrays (mask boolean), got "
+                         f"{mask.dtype} {mask.shape}, {y_true.shape}, {y_pred.shape}")
+    truth, guess = y_true[mask], y_pred[mask]
+    if truth.size == 0:
+        return {"n": 0, "accuracy": None, "accuracy_ci": None, "f1": None, "f1_ci": None, "n_heavy": 0,
+                "confusion": [[0, 0], [0, 0]]}
+    intervals = bootstrap_intervals(truth, guess, n_bootstrap, confidence, np.random.default_rng(seed))
+    return {
+        "n": int(truth.size),
+        "n_heavy": int(truth.sum()),
+        "accuracy": float((truth == guess).mean()),
+        "accuracy_ci": list(intervals["accuracy"]),
+        "f1": float(f1_score(truth, guess, pos_label=1, zero_division=0.0)),
+        "f1_ci": list(intervals["f1"]),
+        "confusion": confusion_matrix(truth, guess, labels=[0, 1]).tolist(),
+    }

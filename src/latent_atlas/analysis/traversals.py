@@ -94,3 +94,23 @@ def latent_arithmetic(a, b, c) -> np.ndarray:
     if not a.shape == b.shape == c.shape:
         raise AtlasError(f"latent arithmetic needs codes of one shape, got {a.shape}, {b.shape}, {c.shape}")
     return a + b - c
+
+
+def polyline_length(points) -> float:
+    """Total length of the polyline through (n, D) points, in latent units."""
+    points = np.asarray(points, dtype=np.float64)
+    if points.ndim != 2 or len(points) < 2:
+        raise AtlasError(f"a path needs (n, D) points with n >= 2, got shape {points.shape}")
+    return float(np.linalg.norm(np.diff(points, axis=0), axis=1).sum())
+
+
+def random_unit_vectors(n: int, dim: int, rng: np.random.Generator) -> np.ndarray:
+    """(n, dim) directions uniform on the unit sphere (normalised standard normal draws)."""
+    if int(n) != n or n < 1 or int(dim) != dim or dim < 1:
+        raise AtlasError(f"need n >= 1 directions in dim >= 1 dimensions, got n={n!r}, dim={dim!r}")
+    vectors = rng.standard_normal((int(n), int(dim)))  # (n, dim)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    while not np.all(norms > 0):  # a zero draw has probability 0; redraw it rather than divide by it
+        vectors[norms[:, 0] == 0] = rng.standard_normal((int((norms == 0).sum()), int(dim)))
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors / norms

@@ -20,9 +20,11 @@ def covariance_factors(config: DataConfig, rng: np.random.Generator) -> np.ndarr
 
 
 def degrees_of_freedom(var_x: np.ndarray, var_y: np.ndarray, config: DataConfig, rng: np.random.Generator) -> np.ndarray:
-    """The seed's rule: heavy tails (df_heavy) where |var_x + var_y|^2 - l > threshold, l ~ U(0, noise_max)."""
+    """The seed's rule |var_x + var_y|^2 - l > threshold, l ~ U(0, noise_max), gives df_heavy where it holds
+    (``df_rule_gives = "heavy"``, the default reading) or df_light there (``"light"``, the opposite reading)."""
     noise = rng.uniform(0.0, config.df_noise_max, size=len(var_x))
-    heavy = np.abs(var_x + var_y) ** 2 - noise > config.df_threshold
+    holds = np.abs(var_x + var_y) ** 2 - noise > config.df_threshold
+    heavy = holds if config.df_rule_gives == "heavy" else ~holds
     return np.where(heavy, config.df_heavy, config.df_light)
 
 

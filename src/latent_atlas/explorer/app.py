@@ -63,11 +63,21 @@ class Problem(BaseModel):
     detail: str = Field(description="What is wrong with the request, in one line.")
 
 
+class FactorBoxInfo(BaseModel):
+    names: list[str]
+    low: list[float | None] = Field(description="Smallest recovered value in range, per factor (null: none).")
+    high: list[float | None] = Field(description="Largest recovered value in range, per factor (null: none).")
+    data_low: list[float | None] = Field(description="The data's own smallest value, per factor.")
+    data_high: list[float | None] = Field(description="The data's own largest value, per factor.")
+
+
 class OracleInfo(BaseModel):
-    source: str = Field(description="oracle.json from the run folder, or how it was calibrated at startup (on the "
-                                    "validation reconstructions of the loaded runs without one, pooled per dataset).")
-    threshold: float | None = Field(description="Largest residual still called a valid heatmap.")
+    source: str = Field(description="How validity is judged: the shape threshold (the corruption benchmark's rule "
+                                    "for the dataset's grid, no model involved) and the data's factor box.")
+    threshold: float | None = Field(description="Largest shape residual (||image - fitted|| / ||fitted||) still "
+                                                "called a heatmap of the family.")
     family: str
+    box: FactorBoxInfo = Field(description="The data's factor box with margins: in range means inside it.")
 
 
 class Projection(BaseModel):
@@ -129,10 +139,15 @@ class DecodeResponse(BaseModel):
     image_encoding: Literal["uint8-base64"]
     images: list[str] = Field(description="One uint8-base64 image per code (see the API description).")
     factor_names: list[str]
-    factors: list[list[float]] = Field(description="(B, K) factors of the nearest valid heatmap (the oracle's fit).")
+    factors: list[list[float]] = Field(description="(B, K) factors of the nearest heatmap of the family (the oracle's fit).")
     residual: list[float] = Field(description="(B,) Frobenius distance to that heatmap.")
-    valid: list[bool] | None = Field(description="(B,) residual <= threshold; null when the oracle is uncalibrated.")
-    threshold: float | None
+    shape_residual: list[float] = Field(description="(B,) residual / Frobenius norm of that heatmap (scale-free).")
+    shape_ok: list[bool] = Field(description="(B,) shape_residual <= threshold: a heatmap of the family.")
+    in_range: list[bool] = Field(description="(B,) recovered factors inside the data's factor box.")
+    valid: list[bool] | None = Field(description="(B,) in-distribution valid: shape_ok and in_range.")
+    failure: list[Literal["", "shape", "range", "shape+range"]] = Field(
+        description="(B,) which check fails: empty when valid.")
+    threshold: float | None = Field(description="The shape threshold.")
 
 
 class ImageResponse(BaseModel):
@@ -169,10 +184,14 @@ def decode_response(session: RunSession, decoded: Decoded) -> DecodeResponse:
         image_encoding=IMAGE_ENCODING,
         images=encode_images(decoded.images),
         factor_names=list(session.oracle.factor_names),
-        factors=decoded.factors.tolist(),
-        residual=decoded.residual.tolist(),
-        valid=None if decoded.valid is None else decoded.valid.tolist(),
-        threshold=session.oracle.threshold_,
+        factors=decoded.verdict.factors.tolist(),
+        residual=decoded.verdict.residual.tolist(),
+        shape_residual=decoded.verdict.shape_residual.tolist(),
+        shape_ok=decoded.verdict.shape_ok.tolist(),
+        in_range=decoded.verdict.in_range.tolist(),
+        valid=decoded.verdict.valid.tolist(),
+        failure=decoded.verdict.failure.tolist(),
+        threshold=decoded.verdict.shape_threshold,
     )
 
 
@@ -414,7 +433,8 @@ def build_app(explorer: Explorer, max_batch: int = 256,
 
     @app.post("/api/runs/{run}/decode", response_model=DecodeResponse, responses=problems, tags=["model"])
     async def decode(run: RunId, request: DecodeRequest) -> DecodeResponse:
-        """Decode a batch of codes; the oracle fits a heatmap to each image and says whether it is a valid one."""
+        """Decode a batch of codes; the oracle fits a heatmap to each image and says whether it is valid: a heatmap
+        of the family (shape) with factors inside the data's box (range)."""
         session = explorer[run]
         decoded = await batchers[run].submit(np.asarray(request.codes, dtype=np.float32))
         return decode_response(session, decoded)

@@ -1,6 +1,6 @@
 """What the explorer serves, computed once per run at startup: no web code here.
 
-A ``RunSession`` holds one run in memory (model in eval mode, dataset, latent codes, a calibrated
+A ``RunSession`` holds one run in memory (model in eval mode, dataset, latent codes, the dataset's
 oracle, the 3-D view of the codes) and answers the questions the page asks: decode these codes, show
 that image, encode this index, sample that path. ``Explorer`` is the set of sessions, by run id.
 """
@@ -18,18 +18,16 @@ from ..analysis.latents import LatentCodes, encode_dataset, run_latents
 from ..analysis.paths import LatentPath, isovariance_path
 from ..analysis.projection import project
 from ..analysis.traversals import angular_traversal, interpolate
-from ..analysis.validity import calibrate_oracle, calibration_reconstructions
 from ..data import HeatmapDataset
 from ..errors import AtlasError
-from ..io import file_sha256, read_json
+from ..io import file_sha256
 from ..models import Autoencoder
 from ..models.inference import decode, encode
 from ..oracle import HeatmapOracle
 from ..training import Run, load_run
-from ..training.run import MODEL_FILE, ORACLE_FILE
+from ..training.run import MODEL_FILE
+from ..verdicts import Verdict
 
-CALIBRATION_IMAGES = 300  # validation reconstructions per run, for an oracle calibrated at startup
-CALIBRATION_SEED = 0
 VIEW_DIMENSIONS = 3
 METRIC_KEYS = ("test_frobenius", "test_elbo")
 
@@ -37,13 +35,10 @@ METRIC_KEYS = ("test_frobenius", "test_elbo")
 @dataclass(frozen=True)
 class Decoded:
     images: np.ndarray  # (B, H, W) float32 in [0, 1], row 0 at y = -extent
-    factors: np.ndarray  # (B, K) factors of the nearest valid heatmap
-    residual: np.ndarray  # (B,) Frobenius distance to that heatmap
-    valid: np.ndarray | None  # (B,) residual within the oracle's threshold; None for an uncalibrated oracle
+    verdict: Verdict  # the oracle's verdict on each image (shape, range; novelty not computed)
 
     def rows(self, start: int, stop: int) -> Decoded:
-        valid = None if self.valid is None else self.valid[start:stop]
-        return Decoded(self.images[start:stop], self.factors[start:stop], self.residual[start:stop], valid)
+        return Decoded(self.images[start:stop], self.verdict.subset(slice(start, stop)))
 
 
 @dataclass(frozen=True)
@@ -73,40 +68,17 @@ def fit_view(codes: np.ndarray) -> tuple[View, np.ndarray]:
     return View(method=method, components=solution[:-1].T, offset=solution[-1]), projected
 
 
-def saved_oracle(run: Run) -> HeatmapOracle | None:
-    """The oracle a study saved in the run folder (``oracle.json``), if there is one."""
-    path = run.path / ORACLE_FILE
-    return HeatmapOracle.from_dict(read_json(path, what="oracle")) if path.exists() else None
-
-
-def calibrated_oracle(dataset: HeatmapDataset, members: dict[str, tuple[Run, Autoencoder]]) -> tuple[HeatmapOracle, str]:
-    """One oracle for runs trained on ``dataset`` (by id), calibrated now on their pooled validation reconstructions
-    (a seeded ``CALIBRATION_IMAGES`` per run) as the study calibrates its own; returns it and how it was made."""
-    reconstructions = {run_id: calibration_reconstructions(run, model, dataset, limit=CALIBRATION_IMAGES,
-                                                           seed=CALIBRATION_SEED)
-                       for run_id, (run, model) in members.items()}  # id -> (M, H, W)
-    oracle = calibrate_oracle(dataset, list(reconstructions.values()))
-    counts = ", ".join(f"{len(images)} by {run_id}" for run_id, images in reconstructions.items())
-    shared = f"; shared by {' and '.join(members)}" if len(members) > 1 else ""
-    return oracle, (f"calibrated at startup on validation reconstructions ({counts}): "
-                    f"the {oracle.quantile * 100:g}th percentile residual{shared}")
-
-
-def load_oracles(runs: dict[str, tuple[Run, Autoencoder, HeatmapDataset]]) -> dict[str, tuple[HeatmapOracle, str]]:
-    """Each run's ``oracle.json``; runs without one share, per dataset, one oracle calibrated at startup."""
-    oracles: dict[str, tuple[HeatmapOracle, str]] = {}
-    uncalibrated: dict[str, dict[str, tuple[Run, Autoencoder]]] = {}  # dataset hash -> id -> (run, model)
-    for run_id, (run, model, dataset) in runs.items():
-        saved = saved_oracle(run)
-        if saved is not None:
-            oracles[run_id] = saved, ORACLE_FILE
-        else:
-            uncalibrated.setdefault(dataset.content_hash, {})[run_id] = run, model
-    for members in uncalibrated.values():
-        dataset = runs[next(iter(members))][2]
-        calibrated = calibrated_oracle(dataset, members)
-        oracles.update(dict.fromkeys(members, calibrated))
-    return {run_id: oracles[run_id] for run_id in runs}
+def dataset_oracles(datasets: list[HeatmapDataset]) -> dict[str, tuple[HeatmapOracle, str]]:
+    """One oracle per dataset (by content hash), independent of any model: the factor box from the dataset's
+    config and the shape threshold from the corruption benchmark's rule for its grid."""
+    oracles = {}
+    for dataset in datasets:
+        if dataset.content_hash not in oracles:
+            oracle = HeatmapOracle.for_dataset(dataset)
+            source = (f"shape residual <= {oracle.shape_threshold:g} (the corruption benchmark's rule for this grid) "
+                      f"and factors inside the data's box: {oracle.box.describe()}")
+            oracles[dataset.content_hash] = oracle, source
+    return oracles
 
 
 def load_latents(run: Run, model: Autoencoder, dataset: HeatmapDataset) -> LatentCodes:
@@ -178,7 +150,8 @@ class RunSession:
                 "components": self.view.components.tolist(),
                 "offset": self.view.offset.tolist(),
             },
-            "oracle": {"source": self.oracle_source, "threshold": self.oracle.threshold_, "family": self.oracle.family},
+            "oracle": {"source": self.oracle_source, "threshold": self.oracle.shape_threshold,
+                       "family": self.oracle.family, "box": self.oracle.box.to_dict()},
             "metrics": metrics_summary(self.run.metrics()),
         }
 
@@ -224,10 +197,9 @@ class RunSession:
         return codes
 
     def decode(self, codes: np.ndarray) -> Decoded:
-        """(B, D) codes -> decoded images and what the oracle makes of them."""
+        """(B, D) codes -> decoded images and the oracle's verdict on them (shape and range)."""
         images = decode(self.model, self.check_codes(codes))  # (B, H, W)
-        found = self.oracle.recover(images)
-        return Decoded(images=images, factors=found.factors, residual=found.residual, valid=found.valid)
+        return Decoded(images=images, verdict=self.oracle.verdict(images, novelty=False))
 
     def path(self, kind: str, **params: Any) -> LatentPath:
         """Latent points (n, D) along a line between two codes, an arc around a centre, or the isovariance path."""
@@ -273,8 +245,7 @@ class Explorer:
 
     @classmethod
     def load(cls, run_dirs: list[str | Path]) -> Explorer:
-        """Load one or two run folders; runs trained on the same dataset file share it in memory, and runs
-        without an ``oracle.json`` share one oracle per dataset (one yardstick for both)."""
+        """Load one or two run folders; runs trained on the same dataset file share it and its oracle."""
         paths = [Path(p) for p in run_dirs]
         if not 1 <= len(paths) <= 2:
             raise AtlasError(f"the explorer shows one run or compares two, got {len(paths)} run folders")
@@ -293,9 +264,9 @@ class Explorer:
             if dataset.content_hash != run.config["data"]["content_hash"]:
                 raise AtlasError(f"dataset {run.dataset_path} is not the one run {run.path} was trained on")
             loaded[run_id] = run, run.load_model(), dataset
-        oracles = load_oracles(loaded)
-        return cls([RunSession(run_id, run, model, dataset, load_latents(run, model, dataset), *oracles[run_id])
-                    for run_id, (run, model, dataset) in loaded.items()])
+        oracles = dataset_oracles([dataset for _, _, dataset in loaded.values()])
+        return cls([RunSession(run_id, run, model, dataset, load_latents(run, model, dataset),
+                               *oracles[dataset.content_hash]) for run_id, (run, model, dataset) in loaded.items()])
 
     @property
     def latent_dim(self) -> int:

@@ -1,47 +1,37 @@
-"""Assemble the study's report: figures (PNG beside it and inline), interactive plots, numbers from the files."""
+"""Assemble the study's report from the study folder: figures (PNG beside it and inline), interactive plots,
+and every number quoted from a JSON file with its source.
+
+Each section is a function that adds its figures to ``ReportBuilder.fig`` and returns nothing; the template
+lays them out and quotes the numbers. A section whose data the study did not compute is left out.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import jinja2
 import numpy as np
 from markupsafe import Markup
 
 from .. import __version__
-from ..io import write_text
-from ..training.history import read_history
-from ..training.run import HISTORY_FILE
-from .figures_compare import (
-    correlation_heatmap,
-    density_figure,
-    error_histograms,
-    knn_figure,
-    valid_fraction_figure,
-    worst_examples_figure,
-)
-from .figures_data import (
-    dimension_figure,
-    reconstruction_examples,
-    sample_grid,
-    training_curves,
-)
-from .figures_latent import (
-    embedding_grid,
-    image_strip,
-    path_overlay,
-    projection_grid,
-    scatter3d,
-)
-from .html import FigureStore, NumberSources, json_pretty, plotly_div, plotly_js
-
-if TYPE_CHECKING:
-    from ..study.pipeline import DatasetStudy, StudyResult
+from ..analysis.paths import LatentPath
+from ..io import read_json, write_json, write_text
+from ..models.inference import reconstruct
+from ..training.run import load_run
+from .figures_compare import correlation_heatmap, density_figure, error_histograms, worst_examples_figure
+from .figures_data import reconstruction_examples, sample_grid, training_curves
+from .figures_latent import image_strip, path_overlay, projection_grid, scatter3d
+from .html import FigureStore, NumberSources, inline_figure, json_pretty, plotly_js
+from .study_files import RunRow, StudyFiles
+from .verdicts import comparison_sentence, mean_interval
 
 REPORT_FILE = "report.html"
-COVARIANCE_FACTORS = ("var_x", "var_y", "rho")
+FIGURES_DIR = "figures"
+MANIFEST_PREFIX = "_section-"
+COVARIANCE = ("var_x", "var_y", "rho")
+MODELS = ("vae", "ae")
 PATH_TITLES = {
     "line_rho_axis": "Straight line along the correlation axis",
     "line_var_diff_axis": "Straight line along the variance-difference axis",
@@ -50,160 +40,360 @@ PATH_TITLES = {
     "bounding_upper": "Upper bounding plane",
     "bounding_lower": "Lower bounding plane",
     "hull_perturbations": "Random perturbations of points on the convex hull",
-    "empty_region": "Across the empty region between the tails",
     "interpolation": "Interpolation between two images",
     "arithmetic": "Latent arithmetic",
 }
+JUDGED_PATHS = ("isovariance", "bounding_upper", "bounding_lower")
+VALIDITY_TITLES = {
+    "reconstructions": "reconstructions of the test images",
+    "empty_regions": "decodes of uniform hull points (all distance bins)",
+    "tail_paths": "decodes along the tail-to-tail paths",
+    "gaussian_sampler": "decodes of a Gaussian fitted to each model's own codes",
+    "mixture_sampler": "decodes of a Gaussian mixture fitted to each model's own codes",
+}
 
 
-class RunNumbers:
-    """Template access to one run's files: ``m`` quotes metrics.json, ``a`` quotes analysis.json."""
+class ReportBuilder:
+    """Draws the report's figures section by section (each section can run as its own task), then renders the
+    HTML from the manifests the sections left in the figures folder."""
 
-    def __init__(self, sources: NumberSources, name: str):
-        self.name = name
-        self._sources = sources
-        self.metrics_file = f"runs/{name}/metrics.json"
-        self.analysis_file = f"runs/{name}/analysis.json"
+    def __init__(self, root: Path, results: dict[str, Any]):
+        self.root = Path(root)
+        self.files = StudyFiles(root, results)
+        self.sources = NumberSources(root)
+        self.figures = FigureStore(self.root / FIGURES_DIR)
 
-    def m(self, key: str, fmt: str = ".3f") -> Markup:
-        return self._sources.num(self.metrics_file, key, fmt)
+    # -- helpers ------------------------------------------------------------------------------------------
 
-    def a(self, key: str, fmt: str = ".3f") -> Markup:
-        return self._sources.num(self.analysis_file, key, fmt)
+    def png(self, key: str, figure, alt: str, dpi: int | None = None) -> None:
+        self.figures.png(key, figure, alt, dpi=dpi)
 
-    def get(self, key: str, default: Any = None) -> Any:
-        value = self._sources.get(self.analysis_file, key)
-        return self._sources.get(self.metrics_file, key, default) if value is None else value
+    def representatives(self, data: str) -> dict[str, RunRow]:
+        return {model: row for model in MODELS if (row := self.files.representative(data, model)) is not None}
+
+    def _strip(self, key: str, arrays: dict[str, np.ndarray], prefix: str, extent: float, title: str) -> None:
+        factors = arrays[f"{prefix}/factors"]
+        recovered = {name: factors[:, i] for i, name in enumerate(COVARIANCE)}
+        self.png(key, image_strip(arrays[f"{prefix}/images"].astype(np.float32), recovered=recovered,
+                                  valid=arrays[f"{prefix}/valid"], extent=extent, title=title),
+                 f"{title}: decoded images, the oracle's recovered factors under them, invalid ones framed in red")
+
+    # -- sections -----------------------------------------------------------------------------------------
+
+    def data_section(self) -> None:
+        for data in self.files.datasets:
+            dataset = self.files.dataset(data)
+            self.png(f"{data}/samples", sample_grid(dataset), f"Sample {data} heatmaps")
+
+    def oracle_section(self) -> None:
+        from .figures_evidence import benchmark_detection, benchmark_roc, threshold_examples
+
+        for data in self.files.datasets:
+            oracle = self.files.oracle(data)
+            extent = self.files.dataset(data).config.extent
+            self.png(f"{data}/benchmark-roc", benchmark_roc(oracle),
+                     f"{data}: ROC of the shape residual per corruption kind, and Youden's J over the candidate "
+                     "thresholds with the operating point and the band the benchmark cannot tell from it")
+            self.png(f"{data}/benchmark-detection", benchmark_detection(oracle),
+                     f"{data}: fraction of each corruption grade flagged at the operating point")
+            self.png(f"{data}/benchmark-examples", threshold_examples(self.files.oracle_examples(data), extent),
+                     f"{data}: benchmark images just below (green) and just above (red) the shape threshold")
+
+    def training_section(self) -> None:
+        histories = {row.run: self.files.history(row) for row in self.files.rows if "core" in row.groups}
+        self.png("training", training_curves(histories), "Loss curves of every core run (all seeds)")
+
+    def reconstruction_section(self) -> None:
+        for data in self.files.datasets:
+            shown = self.representatives(data)
+            dataset = self.files.dataset(data)
+            test_images = dataset.images[dataset.test_idx]
+            index = np.sort(np.random.default_rng(1).choice(len(test_images), size=min(10, len(test_images)),
+                                                            replace=False))
+            errors, reconstructions, worst = {}, {}, {}
+            for row in shown.values():
+                errors[row.run] = self.files.evaluation(row)["frobenius"]
+                worst[row.run] = np.asarray(self.files.analysis(row, "reconstruction")["worst_test_positions"])
+                picked = np.unique(np.concatenate([index, worst[row.run]]))
+                images = reconstruct(load_run(self.files.root / row.run_dir).load_model(), test_images[picked])
+                full = np.zeros_like(test_images)
+                full[picked] = images
+                reconstructions[row.run] = full
+            self.png(f"{data}/reconstructions", reconstruction_examples(test_images, reconstructions, index,
+                                                                       dataset.config.extent),
+                     f"{data}: random test images and their reconstructions (seed {self.files.first_seed})")
+            self.png(f"{data}/errors", error_histograms(errors),
+                     f"{data}: per-image Frobenius error on the test split (seed {self.files.first_seed})")
+            self.png(f"{data}/worst", worst_examples_figure(test_images, reconstructions, worst, errors,
+                                                            dataset.config.extent),
+                     f"{data}: the worst test reconstructions of each model (seed {self.files.first_seed})")
+            self.comparison_figure(f"compare-{data}", f"{data}/seeds-reconstruction",
+                                   ("test_frobenius_mean", "test_frobenius_p99", "tail_ratio",
+                                    "covariance_distance_median", "reconstructions_valid"),
+                                   f"{data}: reconstruction over training seeds (points: seeds, joined by seed; bar: "
+                                   "mean and 95 % t interval)")
+
+    def comparison_figure(self, aggregate: str, key: str, names: tuple[str, ...], alt: str) -> None:
+        from .figures_evidence import seed_comparison
+
+        data = self.files.aggregate(aggregate)
+        if data is None:
+            return
+        entries = {name: data["quantities"][name] for name in names if name in data["quantities"]}
+        if entries:
+            self.png(key, seed_comparison(entries, [m.upper() for m in data["models"]]), alt)
+
+    def evidence_section(self) -> None:
+        from ..study.aggregates import validity_arrays
+        from .figures_evidence import residual_ecdfs, validity_vs_threshold
+
+        for data in self.files.datasets:
+            evidence = self.files.aggregate(f"evidence-{data}")
+            if not evidence:
+                continue
+            threshold = evidence["operating_point"]
+            band = [b * threshold for b in evidence["band"]]
+            for name in evidence["comparisons"]:
+                groups = {}
+                for model in MODELS:
+                    samples = {}
+                    for row in self.files.runs(data, model):
+                        arrays = validity_arrays(self.files.root, row.run_dir, name)
+                        if arrays is not None:
+                            samples[row.seed] = {"shape_residual": arrays[0], "in_range": arrays[1]}
+                    groups[model.upper()] = samples
+                what = VALIDITY_TITLES[name]
+                self.png(f"{data}/ecdf-{name}", residual_ecdfs(groups, threshold, band, title=f"{data}: {what}"),
+                         f"{data}: ECDF of the shape residual of {what} (thin: one line per seed; thick: pooled)")
+                self.png(f"{data}/curve-{name}", validity_vs_threshold(groups, threshold, band,
+                                                                        title=f"{data}: {what}"),
+                         f"{data}: in-distribution valid fraction of {what} as the shape threshold varies "
+                         "(operating point and the plausible band marked)")
+
+    def latent_section(self) -> None:
+        for data in self.files.datasets:
+            for row in self.representatives(data).values():
+                latents = self.files.latents(row)
+                structure = self.files.analysis(row, "latent_structure")
+                colour_by = ("df", "rho", "var_diff", "var_x", "var_y") if "df" in latents.factor_names else (
+                    "rho", "var_diff", "var_x", "var_y")
+                self.figures.interactive(f"{row.run}/scatter3d", scatter3d(latents, color_by=colour_by),
+                                         f"{row.run}: the codes in 3-D; the menu switches the colouring factor")
+                self.png(f"{row.run}/projections", projection_grid(latents),
+                         f"{row.run}: 2-D projections of the codes, coloured by each factor", dpi=72)
+                self.png(f"{row.run}/axes", correlation_heatmap(structure["axes_association"],
+                                                                title=f"{row.run}: |Spearman|"),
+                         f"{row.run}: association of each latent axis with each factor")
+            nn = {row.run: self.files.arrays(row, "latent_structure")["nn_distances"]
+                  for row in self.representatives(data).values()}
+            if nn:
+                self.png(f"{data}/density", density_figure(nn),
+                         f"{data}: nearest-neighbour distances between codes on a common scale (seed "
+                         f"{self.files.first_seed})")
+            self.comparison_figure(f"compare-{data}", f"{data}/seeds-geometry",
+                                   ("density_median", "density_tail_ratio", "empty_volume_common"),
+                                   f"{data}: density of the codes over training seeds")
+
+    def directions_section(self) -> None:
+        from .figures_evidence import null_drift
+
+        shown = self.representatives("gaussian")
+        extent = self.files.dataset("gaussian").config.extent if "gaussian" in self.files.datasets else 3.0
+        for row in shown.values():
+            if not self.files.has_analysis(row, "exploration"):
+                continue
+            exploration = self.files.analysis(row, "exploration")
+            arrays = self.files.arrays(row, "exploration")
+            axes = exploration["axes"]
+            overlay = [LatentPath(name, arrays[f"{name}/points"], "") for name in
+                       ("line_rho_axis", "line_var_diff_axis", "arc", "isovariance") if f"{name}/points" in arrays]
+            self.png(f"{row.run}/overlay", path_overlay(self.files.latents(row), overlay,
+                                                        axes=(axes["var_diff"], axes["rho"]), color_by="rho"),
+                     f"{row.run}: the paths over the codes, projected on the variance-difference and correlation axes")
+            for name in exploration["paths"]:
+                self._strip(f"{row.run}/path/{name}", arrays, name, extent,
+                            f"{row.run}: {PATH_TITLES.get(name, name)}")
+        for name in JUDGED_PATHS:
+            judged = {row.run: self.files.analysis(row, "exploration")["paths"][name]["against_null"]
+                      for row in self.files.runs("gaussian") if self.files.has_analysis(row, "exploration")
+                      and name in self.files.analysis(row, "exploration")["paths"]}
+            if judged:
+                self.png(f"gaussian/null-{name}", null_drift(judged, PATH_TITLES[name]),
+                         f"{PATH_TITLES[name]}: drift of what should stay fixed and change of what should change, "
+                         "against null paths from the same start (5-95 % range and median), every run")
+
+    def holes_section(self) -> None:
+        from .figures_evidence import distance_validity, tail_validity
+
+        if "gaussian" not in self.files.datasets:
+            return
+        rows = [row for row in self.files.runs("gaussian") if self.files.has_analysis(row, "empty_regions")]
+        if rows:
+            by_model = {m.upper(): {r.seed: self.files.analysis(r, "empty_regions") for r in rows if r.model == m}
+                        for m in MODELS}
+            self.png("gaussian/distance-validity", distance_validity(by_model),
+                     "In-distribution valid fraction of decodes against the distance from the nearest code, in each "
+                     "model's median code spacing (left) and, for the VAE, in posterior standard deviations (right); "
+                     "points: seeds, line: mean over seeds, band: Wilson interval")
+            for row in self.representatives("gaussian").values():
+                arrays = self.files.arrays(row, "empty_regions")
+                n = len(arrays["farthest_index"])
+                self.png(f"{row.run}/farthest", image_strip(arrays["farthest_images"].astype(np.float32),
+                                                            valid=arrays["points/valid"][arrays["farthest_index"]],
+                                                            extent=3.0, title=f"{row.run}: the {n} hull points "
+                                                            "farthest from every code"),
+                         f"{row.run}: decodes of the hull points farthest from every code")
+        tails = [row for row in self.files.runs("gaussian") if self.files.has_analysis(row, "tail_paths")]
+        if tails:
+            pointwise = {m.upper(): {r.seed: self.files.analysis(r, "tail_paths")["validity"]["pointwise"]
+                                     for r in tails if r.model == m} for m in MODELS}
+            self.png("gaussian/tail-validity", tail_validity(pointwise),
+                     "Valid fraction at each position along the tail-to-tail paths (the same image pairs for every "
+                     "model and seed)")
+        self.comparison_figure("compare-gaussian", "gaussian/seeds-holes",
+                               tuple(f"empty_valid_bin{i}" for i in range(5)) + ("tail_paths_valid",),
+                               "Validity far from the codes over training seeds")
+
+    def four_factor_section(self) -> None:
+        from .figures_evidence import knn_band
+
+        if "student_t" not in self.files.datasets:
+            return
+        rows = [row for row in self.files.runs("student_t") if self.files.has_analysis(row, "knn_df")]
+        baselines_path = self.files.dataset_analysis_path("student_t", "knn_baselines")
+        if rows and baselines_path:
+            baselines = self.sources.data(baselines_path)
+            knn = {m.upper(): {r.seed: self.files.analysis(r, "knn_df") for r in rows if r.model == m} for m in MODELS}
+            if not baselines.get("skipped"):
+                self.png("student_t/knn-band", knn_band(knn, baselines),
+                         "KNN prediction of the heavy-tailed class, overall and on the ambiguous band, with bootstrap "
+                         "intervals; lines: the best any classifier of the covariance alone can do")
+
+    def metrics_section(self) -> None:
+        for data in self.files.datasets:
+            self.comparison_figure(f"compare-{data}", f"{data}/seeds-metrics",
+                                   ("mig", "dci_lasso_d", "dci_trees_d", "dci_trees_i", "explicitness"),
+                                   f"{data}: disentanglement scores over training seeds")
+
+    def dimension_section(self) -> None:
+        from .figures_sections import kl_spectrum, norm_profiles, sampler_curves, setting_curves
+
+        curves = self.files.aggregate("dimensions")
+        if not curves:
+            return
+        self.png("dimensions/curves", setting_curves(curves, ("test_frobenius_mean", "negative_elbo", "active_units",
+                                                              "kl_q_p", "kl_p_q", "prior_vs_posterior_auc")),
+                 "The VAE against its latent dimension: reconstruction, active units, the KL between the aggregate "
+                 "posterior and the prior both ways, and how well a classifier tells prior draws from posterior draws "
+                 "(points: seeds; band: 95 % t interval over seeds)")
+        self.png("dimensions/samplers", sampler_curves(curves),
+                 "Each sampler's decodes against the latent dimension: in-distribution valid fraction and factor-space "
+                 "AUC (0.5 = the samples' factors are distributed like the data's)")
+        seed = self.files.config.dimensions.seeds[0]
+        rows = {r.settings.get("model.latent_dim", self.files.config.model.latent_dim): r
+                for r in self.files.runs("gaussian", "vae", group="dimensions", seed=seed)}
+        generation = {dim: self.files.analysis(rows[dim], "generation") for dim in sorted(rows)
+                      if self.files.has_analysis(rows[dim], "generation")}
+        if generation:
+            shown = sorted(generation)
+            picked = {dim: generation[dim] for dim in dict.fromkeys((shown[0], shown[len(shown) // 2], shown[-1]))}
+            self.png("dimensions/norms", norm_profiles(picked),
+                     f"The soap bubble made visible (seed {seed}): norms of prior draws, aggregate-posterior draws and "
+                     "codes against the prior's chi distribution")
+            self.png("dimensions/kl-spectrum", kl_spectrum(generation),
+                     f"KL per latent unit, sorted, at each latent dimension (seed {seed}): units near 0 have collapsed")
+
+    def toolbox_section(self) -> None:
+        from .figures_sections import (
+            anomaly_auroc,
+            attribute_effects,
+            clustering_scores,
+            imputation_errors,
+            setting_curves,
+        )
+
+        betas = self.files.aggregate("betas")
+        if betas:
+            self.png("toolbox/betas", setting_curves(betas, tuple(betas["quantities"]), log_x=True),
+                     "The beta trade-off: reconstruction, KL, active units (posterior collapse), the continuous-factor "
+                     "metrics and valid prior decodes against beta (points: seeds; band: 95 % t interval)")
+        shown = self.representatives("gaussian")
+        per_model = {name: {model.upper(): self.files.analysis(row, name) for model, row in shown.items()
+                            if self.files.has_analysis(row, name)}
+                     for name in ("anomaly", "imputation", "attributes")}
+        if per_model["anomaly"]:
+            self.png("toolbox/anomaly", anomaly_auroc({m: a["detection"] for m, a in per_model["anomaly"].items()}),
+                     f"AUROC of each anomaly score for each known anomaly kind (seed {self.files.first_seed}); the "
+                     "oracle's shape residual is the reference")
+        if per_model["imputation"]:
+            self.png("toolbox/imputation", imputation_errors(per_model["imputation"]),
+                     f"Imputation (seed {self.files.first_seed}): error on the missing pixels and in the recovered "
+                     "factors, for the start fill, iterated encode-decode and the optimised code")
+        if per_model["attributes"]:
+            self.png("toolbox/attributes", attribute_effects(per_model["attributes"]),
+                     f"Attribute vectors (seed {self.files.first_seed}): change of the intended factor and drift of the "
+                     "others, against random directions of the same length")
+        clustering = {row.run: self.files.analysis(row, "clustering") for data in self.files.datasets
+                      for row in self.representatives(data).values() if self.files.has_analysis(row, "clustering")}
+        if clustering:
+            self.png("toolbox/clustering", clustering_scores(clustering),
+                     f"Clustering the codes (seed {self.files.first_seed}) against df and binned factors: ARI, beside "
+                     "the same on the true factors and on pixels")
+
+    SECTIONS = ("data_section", "oracle_section", "training_section", "reconstruction_section", "evidence_section",
+                "latent_section", "directions_section", "holes_section", "four_factor_section", "metrics_section",
+                "dimension_section", "toolbox_section")
+
+    def draw_section(self, section: str) -> dict[str, dict[str, str]]:
+        """Draw one section's figures into the figures folder; returns (and saves) its manifest."""
+        if section not in self.SECTIONS:
+            raise ValueError(f"unknown report section {section!r}")
+        getattr(self, section)()
+        write_json(self.root / FIGURES_DIR / f"{MANIFEST_PREFIX}{section}.json", self.figures.manifest)
+        return self.figures.manifest
+
+    def render(self) -> str:
+        """The HTML, with every figure the sections' manifests list inlined."""
+        fig: dict[str, Markup] = {}
+        for section in self.SECTIONS:
+            manifest = read_json(self.root / FIGURES_DIR / f"{MANIFEST_PREFIX}{section}.json", what="figure manifest")
+            fig.update({key: inline_figure(self.root / FIGURES_DIR, entry) for key, entry in manifest.items()})
+        environment = jinja2.Environment(
+            loader=jinja2.PackageLoader("latent_atlas", "report/templates"),
+            autoescape=jinja2.select_autoescape(default=True, default_for_string=True),
+            undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
+        )
+        files, sources = self.files, self.sources
+        return environment.get_template("report.html.j2").render(
+            version=__version__,
+            generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            files=files,
+            config=files.config,
+            config_json=json_pretty(files.config.to_dict()),
+            fig=fig,
+            num=sources.num,
+            get=sources.get,
+            verdict=lambda path, name, fmt=".3f": comparison_sentence(
+                sources, path, name, sources.data(path)["quantities"][name], fmt),
+            interval=lambda path, key, fmt=".3f": mean_interval(sources, path, key, fmt),
+            path_titles=PATH_TITLES,
+            judged_paths=JUDGED_PATHS,
+            validity_titles=VALIDITY_TITLES,
+            plotly_js=plotly_js(),
+        )
 
 
-def _strip(figures: FigureStore, name: str, path, extent: float, title: str) -> Markup:
-    reading = path.reading
-    recovered = {n: reading.factor(n) for n in COVARIANCE_FACTORS}
-    return figures.png(image_strip(path.images, recovered=recovered, valid=reading.valid, extent=extent, title=title),
-                       name, f"{title}: decoded images, the oracle's recovered factors under them, invalid ones in red")
+def build_report(root: str | Path, results: dict[str, Any]) -> Path:
+    """Draw every section and write ``report.html`` (self-contained) into the study folder, in this process."""
+    root = Path(root)
+    for section in ReportBuilder.SECTIONS:
+        ReportBuilder(root, results).draw_section(section)
+    return write_report_html(root, results)
 
 
-def _dataset_figures(figures: FigureStore, study: DatasetStudy, out: dict[str, Markup]) -> None:
-    kind, dataset = study.kind, study.dataset
-    extent = dataset.config.extent
-    out[f"{kind}/samples"] = figures.png(sample_grid(dataset), f"{kind}-samples", f"Sample {kind} heatmaps")
-    runs = study.runs
-    test_images = dataset.images[dataset.test_idx]
-    shown = np.sort(np.random.default_rng(1).choice(len(test_images), size=min(10, len(test_images)), replace=False))
-    out[f"{kind}/reconstructions"] = figures.png(
-        reconstruction_examples(test_images, {n: a.reconstructions for n, a in runs.items()}, shown, extent),
-        f"{kind}-reconstructions", f"Random {kind} test images and their reconstructions")
-    out[f"{kind}/errors"] = figures.png(error_histograms({n: a.errors for n, a in runs.items()}), f"{kind}-errors",
-                                       "Per-image Frobenius reconstruction error on the test split")
-    worst = {n: np.asarray(a.results["reconstruction"]["worst_test_positions"]) for n, a in runs.items()}
-    out[f"{kind}/worst"] = figures.png(
-        worst_examples_figure(test_images, {n: a.reconstructions for n, a in runs.items()}, worst,
-                              {n: a.errors for n, a in runs.items()}, extent),
-        f"{kind}-worst", "The worst test reconstructions of each model")
-    out[f"{kind}/density"] = figures.png(density_figure({n: a.nn_distances for n, a in runs.items()}),
-                                        f"{kind}-density", "Nearest-neighbour distances between codes, common scale")
-    for name, analysis in runs.items():
-        latents = analysis.latents
-        colour_by = ("df", "rho", "var_diff", "var_x", "var_y") if "df" in latents.factor_names else (
-            "rho", "var_diff", "var_x", "var_y")
-        paths = [p.path for p in analysis.paths if p.name in ("isovariance", "empty_region", "bounding_upper", "bounding_lower")]
-        out[f"{name}/scatter3d"] = plotly_div(scatter3d(latents, color_by=colour_by, paths=paths),
-                                             f"{name}: the codes in 3-D; the menu switches the colouring factor")
-        out[f"{name}/projections"] = figures.png(projection_grid(latents), f"{name}-projections",
-                                                f"{name}: 2-D projections of the codes, coloured by each factor",
-                                                dpi=72)
-        out[f"{name}/axes"] = figures.png(
-            correlation_heatmap(analysis.results["latent"]["axes_association"], title=f"{name}: |Spearman|"),
-            f"{name}-axes", f"{name}: association of each latent axis with each factor")
-        for path in analysis.paths:
-            title = f"{name}: {PATH_TITLES.get(path.name, path.name)}"
-            out[f"{name}/path/{path.name}"] = _strip(figures, f"{name}-path-{path.name}", path, extent, title)
-        if analysis.paths:
-            axes = analysis.results["exploration"]["axes"]
-            shown_paths = [p.path for p in analysis.paths if p.name in
-                           ("line_rho_axis", "line_var_diff_axis", "arc", "isovariance", "empty_region")]
-            out[f"{name}/overlay"] = figures.png(
-                path_overlay(latents, shown_paths, axes=(axes["var_diff"], axes["rho"]), color_by="rho"),
-                f"{name}-overlay", f"{name}: the paths over the codes, projected on the variance-difference and "
-                "correlation axes")
-            for region in ("empty_points", "prior_points"):
-                decoded = getattr(analysis, region)
-                order = np.argsort(decoded.distance)[::-1][:12]
-                subset = type(decoded)(path=decoded.path, images=decoded.images[order],
-                                       reading=_take(decoded.reading, order), distance=decoded.distance[order])
-                label = "empty regions (farthest from codes first)" if region == "empty_points" else "the prior"
-                out[f"{name}/{region}"] = _strip(figures, f"{name}-{region}", subset, extent,
-                                                 f"{name}: decodes from {label}")
-    for name, analysis in {**runs, **study.sweep}.items():
-        if analysis.embeddings:
-            out[f"{name}/embeddings"] = figures.png(
-                embedding_grid(analysis.latents, analysis.embeddings, analysis.embedding_index), f"{name}-embeddings",
-                f"{name}: {analysis.latents.latent_dim}-D codes embedded in 2-D by {', '.join(analysis.embeddings)}",
-                dpi=72)
-    if study.sweep:
-        analyses = {**runs, **study.sweep}
-        out[f"{kind}/sweep"] = figures.png(
-            dimension_figure({dim: analyses[name].results for dim, name in vaes_by_dimension(study)}),
-            f"{kind}-sweep", "The effect of the latent dimension on the VAE (test split; prior decodes)")
-    if any(a.paths for a in runs.values()):
-        fractions = {
-            region: {n: a.results["exploration"]["valid_decodes"][region] for n, a in runs.items()}
-            for region in ("empty_regions", "along_paths", "prior")
-        }
-        out[f"{kind}/valid"] = figures.png(valid_fraction_figure(fractions), f"{kind}-valid",
-                                          "Fraction of decoded images that are valid heatmaps, with 95 % Wilson intervals")
-    if study.knn_baselines:
-        results = {n: {**a.knn, **study.knn_baselines} for n, a in runs.items()}
-        out[f"{kind}/knn"] = figures.png(knn_figure(results), f"{kind}-knn",
-                                        "KNN prediction of heavy tails (df) with 95 % bootstrap intervals")
-
-
-def vaes_by_dimension(study: DatasetStudy) -> list[tuple[int, str]]:
-    """(latent dimension, run name) of the dataset's VAEs, the sweep's and the main one, when a sweep was run."""
-    if not study.sweep:
-        return []
-    analyses = {**study.runs, **study.sweep}
-    return sorted({a.latents.latent_dim: name for name, a in analyses.items() if a.kind == "vae"}.items())
-
-
-def _take(reading, order):
-    return type(reading)(factors=reading.factors[order], factor_names=reading.factor_names,
-                         residual=reading.residual[order], valid=None if reading.valid is None else reading.valid[order])
-
-
-def build_report(result: StudyResult) -> Path:
-    """Write ``report.html`` (self-contained) and ``figures/*.png`` into the study folder; returns the report path."""
-    output = result.output
-    figures = FigureStore(output / "figures")
-    sources = NumberSources(output)
-    rendered: dict[str, Markup] = {}
-    histories = {name: read_history(run.path / HISTORY_FILE) for name, run in result.runs.items()}
-    rendered["training"] = figures.png(training_curves(histories), "training", "Loss curves of every run")
-    for study in result.datasets.values():
-        _dataset_figures(figures, study, rendered)
-    environment = jinja2.Environment(
-        loader=jinja2.PackageLoader("latent_atlas", "report/templates"),
-        autoescape=jinja2.select_autoescape(default=True, default_for_string=True),
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    template = environment.get_template("report.html.j2")
-    html = template.render(
-        version=__version__,
-        generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        config=result.config,
-        config_json=json_pretty(result.config.to_dict()),
-        datasets=result.datasets,
-        sweep_runs=vaes_by_dimension(result.datasets["gaussian"]) if "gaussian" in result.datasets else [],
-        runs={name: RunNumbers(sources, name) for name in result.runs},
-        run_kinds={name: run.kind for name, run in result.runs.items()},
-        results=lambda key, fmt=".3f": sources.num("results.json", key, fmt),
-        result_value=lambda key, default=None: sources.get("results.json", key, default),
-        fig=rendered,
-        path_titles=PATH_TITLES,
-        plotly_js=plotly_js(),
-    )
-    path = output / REPORT_FILE
-    write_text(path, html)
+def write_report_html(root: str | Path, results: dict[str, Any]) -> Path:
+    """Render the report from the figures the sections drew; returns its path."""
+    root = Path(root)
+    path = root / REPORT_FILE
+    write_text(path, ReportBuilder(root, results).render())
     return path

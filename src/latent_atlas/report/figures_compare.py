@@ -1,4 +1,4 @@
-"""Static figures for the AE-versus-VAE comparison, the holes, the KNN check and the factor correlations.
+"""Static figures for the AE-versus-VAE comparison: error distributions, worst cases, code density, factor correlations.
 
 Every function builds and returns a ``matplotlib.figure.Figure`` directly (no pyplot state); save it
 with ``fig.savefig(path)``. Models keep one colour across figures, in the order they are given.
@@ -7,15 +7,11 @@ with ``fig.savefig(path)``. Models keep one colour across figures, in the order 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
 
 import numpy as np
 from matplotlib.figure import Figure
 
 from .figures_latent import show_heatmap
-
-if TYPE_CHECKING:
-    from ..analysis.classify import KnnResult
 
 COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b")
 MARKERS = {"mean": "-", "median": "--", "p99": ":"}
@@ -103,67 +99,6 @@ def density_figure(nn_distances_by_model: Mapping[str, np.ndarray], bins: int = 
     cdf_ax.set_xlabel("standardised nearest-neighbour distance (log)")
     cdf_ax.set_ylabel("fraction of codes")
     cdf_ax.set_title("Cumulative distribution")
-    return fig
-
-
-def _grouped_bars(ax, groups: list[str], series: Mapping[str, list[tuple[float | None, float | None, float | None]]]):
-    """Bars of (value, low, high) per group and series, with interval whiskers; None values are left out."""
-    width = 0.8 / max(len(series), 1)
-    x = np.arange(len(groups))
-    for i, (name, triples) in enumerate(series.items()):
-        keep = [j for j, (value, _, _) in enumerate(triples) if value is not None]
-        values = np.array([triples[j][0] for j in keep], dtype=np.float64)
-        low = np.array([triples[j][1] if triples[j][1] is not None else triples[j][0] for j in keep], dtype=np.float64)
-        high = np.array([triples[j][2] if triples[j][2] is not None else triples[j][0] for j in keep], dtype=np.float64)
-        positions = x[keep] - 0.4 + width * (i + 0.5)
-        ax.bar(positions, values, width=width, color=_colour(i), label=name,
-               yerr=np.vstack([values - low, high - values]) if keep else None, capsize=3)
-    ax.set_xticks(x, groups)
-    ax.legend(fontsize="small")
-
-
-def valid_fraction_figure(fractions: Mapping[str, Mapping[str, Mapping]]) -> Figure:
-    """{region: {model: valid_fraction dict}} as grouped bars with Wilson intervals, regions along x."""
-    fig = Figure(figsize=(7, 4), layout="constrained")
-    ax = fig.add_subplot()
-    regions = list(fractions)
-    models = list(dict.fromkeys(m for region in fractions.values() for m in region))
-    series = {
-        model: [
-            (f["fraction"], f["low"], f["high"]) if (f := fractions[region].get(model)) else (None, None, None)
-            for region in regions
-        ]
-        for model in models
-    }
-    _grouped_bars(ax, regions, series)
-    ax.set_ylim(0, 1.05)
-    ax.set_ylabel("fraction of decoded points that are valid heatmaps")
-    ax.set_title("Valid decodes by latent region (Wilson 95% intervals)")
-    return fig
-
-
-def knn_figure(results: Mapping[str, Mapping[str, KnnResult]]) -> Figure:
-    """{model: {features: KnnResult}}: test accuracy (left), F1 (right), bootstrap intervals; features along x."""
-    fig = Figure(figsize=(10, 4), layout="constrained")
-    axes = fig.subplots(1, 2, sharey=True)
-    features = list(dict.fromkeys(f for by_features in results.values() for f in by_features))
-    for ax, metric in zip(axes, ("accuracy", "f1")):
-        series = {}
-        for model, by_features in results.items():
-            series[model] = []
-            for feature in features:
-                result = by_features.get(feature)
-                if result is None:
-                    series[model].append((None, None, None))
-                else:
-                    low, high = getattr(result, f"{metric}_ci")
-                    series[model].append((getattr(result, metric), low, high))
-        _grouped_bars(ax, features, series)
-        ax.set_title(f"test {'accuracy' if metric == 'accuracy' else 'F1 (heavy tails)'}")
-        ax.set_xlabel("features")
-    axes[0].set_ylim(0, 1.05)
-    axes[0].set_ylabel("score (bootstrap 95% interval)")
-    fig.suptitle("KNN: which images have heavy tails?")
     return fig
 
 

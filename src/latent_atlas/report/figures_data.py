@@ -68,25 +68,3 @@ def reconstruction_examples(originals: np.ndarray, reconstructions: Mapping[str,
     for r, name in enumerate(["original", *reconstructions]):
         grid[r, 0].set_ylabel(name, fontsize="small")
     return fig
-
-
-def dimension_figure(results_by_dim: Mapping[int, Mapping]) -> Figure:
-    """Reconstruction error, holes against the prior and valid prior decodes as functions of the latent dimension.
-
-    ``results_by_dim`` maps a latent dimension to that VAE's analysis results (``analysis.json``).
-    """
-    dims = sorted(results_by_dim)
-    series = {
-        "test Frobenius error (mean)": [results_by_dim[d]["reconstruction"]["frobenius"]["mean"] for d in dims],
-        "prior draws far from every code": [results_by_dim[d]["latent"]["prior_holes"]["prior_far_fraction"]
-                                            for d in dims],
-        "valid decodes of prior draws": [results_by_dim[d]["prior_decodes"]["fraction"] for d in dims],
-    }
-    fig = Figure(figsize=(11, 3.2), layout="constrained")
-    for ax, (title, values) in zip(fig.subplots(1, len(series)), series.items()):
-        ax.plot(dims, values, "o-")
-        ax.set_xticks(dims)
-        ax.set_xlabel("latent dimension")
-        ax.set_title(title, fontsize="medium")
-        ax.grid(alpha=0.3)
-    return fig

@@ -19,7 +19,7 @@ from markupsafe import Markup, escape
 from matplotlib.figure import Figure
 
 from ..errors import AtlasError
-from ..io import read_json, write_bytes
+from ..io import read_json, write_bytes, write_text
 
 
 def lookup(data: Any, key: str) -> Any:
@@ -69,24 +69,36 @@ class NumberSources:
 
 
 class FigureStore:
-    """Saves each figure as a PNG beside the report and returns it inline for the HTML."""
+    """Saves each figure as a PNG (or an interactive plot as an HTML fragment) in the figures folder and records
+    it in a manifest, so that figures can be drawn by separate tasks and inlined into the report afterwards."""
 
     def __init__(self, folder: Path, dpi: int = 90):
         self.folder = Path(folder)
         self.dpi = dpi
-        self.saved: list[str] = []
+        self.manifest: dict[str, dict[str, str]] = {}
 
-    def png(self, figure: Figure, name: str, alt: str, dpi: int | None = None) -> Markup:
+    def png(self, key: str, figure: Figure, alt: str, dpi: int | None = None) -> None:
+        name = key.replace("/", "-")
         buffer = io.BytesIO()
         figure.savefig(buffer, format="png", dpi=dpi or self.dpi, bbox_inches="tight")
-        data = buffer.getvalue()
-        write_bytes(self.folder / f"{name}.png", data)
-        self.saved.append(f"{name}.png")
-        encoded = base64.b64encode(data).decode("ascii")
-        return Markup(
-            f'<figure><img src="data:image/png;base64,{encoded}" alt="{escape(alt)}" '
-            f'data-file="figures/{escape(name)}.png"><figcaption>{escape(alt)}</figcaption></figure>'
-        )
+        write_bytes(self.folder / f"{name}.png", buffer.getvalue())
+        self.manifest[key] = {"kind": "png", "file": f"{name}.png", "alt": alt}
+
+    def interactive(self, key: str, figure, alt: str) -> None:
+        name = key.replace("/", "-")
+        write_text(self.folder / f"{name}.html", str(plotly_div(figure, alt)))
+        self.manifest[key] = {"kind": "html", "file": f"{name}.html", "alt": alt}
+
+
+def inline_figure(folder: Path, entry: dict[str, str]) -> Markup:
+    """A manifest entry as HTML: a PNG inlined as base64 with its caption, or an interactive plot's fragment."""
+    path = Path(folder) / entry["file"]
+    if entry["kind"] == "html":
+        return Markup(path.read_text(encoding="utf-8"))
+    encoded = base64.b64encode(path.read_bytes()).decode("ascii")
+    alt, name = escape(entry["alt"]), escape(entry["file"])
+    return Markup(f'<figure><img src="data:image/png;base64,{encoded}" alt="{alt}" data-file="figures/{name}">'
+                  f"<figcaption>{alt}</figcaption></figure>")
 
 
 def plotly_div(figure, alt: str) -> Markup:

@@ -1,6 +1,6 @@
-"""The whole seed study as one pipeline: datasets, models, evaluation (and, as it grows, analyses and report)."""
+"""The seed study as one task graph over training seeds; sweeps through the same graph."""
 
 from .config import StudyConfig, study_config_from
-from .pipeline import run_study
+from .pipeline import StudyResult, run_study
 
-__all__ = ["StudyConfig", "run_study", "study_config_from"]
+__all__ = ["StudyConfig", "StudyResult", "run_study", "study_config_from"]

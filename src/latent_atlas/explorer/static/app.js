@@ -166,9 +166,12 @@
     const badge = $(`validity${suffix(k)}`);
     const valid = answer.valid === null ? null : answer.valid[row];
     badge.className = "badge " + (valid === null ? "" : valid ? "valid" : "invalid");
+    const reasons = {"shape": "not a heatmap of the family", "range": "factors out of the data's range",
+      "shape+range": "not a heatmap of the family, factors out of range"};
     badge.textContent = valid === null ? "validity unknown" : valid ? "valid heatmap" : "not a valid heatmap";
-    badge.title = `residual ${fmt(answer.residual[row])} (threshold ${fmt(answer.threshold)}; oracle: ` +
-      `${runById(answer.run).oracle.source})`;
+    badge.title = `shape residual ${fmt(answer.shape_residual[row])} (threshold ${fmt(answer.threshold)})` +
+      (valid === false ? `: ${reasons[answer.failure[row]]}` : "") + `; oracle: ${runById(answer.run).oracle.source}`;
+    badge.dataset.failure = valid === null ? "" : answer.failure[row];
     badge.dataset.valid = String(valid);
     const truth = trueFactors();
     const head = el("tr", {}, [el("th", {text: "factor"}), el("th", {text: "recovered"})]);
@@ -512,7 +515,9 @@
       parts.push(await api(runPath(runId, "decode"), {codes: points.slice(start, start + state.limits.max_batch)}));
     }
     const merged = {...parts[0]};
-    for (const key of ["images", "factors", "residual"]) merged[key] = parts.flatMap((p) => p[key]);
+    for (const key of ["images", "factors", "residual", "shape_residual", "shape_ok", "in_range", "failure"]) {
+      merged[key] = parts.flatMap((p) => p[key]);
+    }
     merged.valid = parts[0].valid === null ? null : parts.flatMap((p) => p.valid);
     return merged;
   }
@@ -625,7 +630,7 @@
       const fro = run.metrics.test_frobenius;
       const chip = el("span", {class: "run-chip"}, [el("b", {text: run.id}), ` ${run.kind.toUpperCase()} · D=${run.latent_dim}`]);
       if (fro && fro.median !== undefined) chip.append(` · test error median ${fmt(fro.median, 2)}`);
-      chip.title = `oracle: ${run.oracle.source}; validity threshold ${fmt(run.oracle.threshold)}`;
+      chip.title = `oracle: ${run.oracle.source}; shape threshold ${fmt(run.oracle.threshold)}`;
       return chip;
     }));
     const run = scatterInfo();

@@ -1,0 +1,203 @@
+"""Ray as the graph's engine: a local instance on loopback, or an existing cluster at an address.
+
+The local instance is this command's own: started with the CPUs it may use, every Ray server bound to
+127.0.0.1, no dashboard, its temporary files and logs in a fresh folder that is deleted at shutdown, and
+its workers' output kept out of the terminal (the driver prints the progress). Every process of the
+instance carries a session marker in its environment; a run that was killed (so could not shut its
+instance down) has its leftover processes stopped and its folder removed by the next run in the same
+output folder. Workers die with their raylet (Linux PR_SET_PDEATHSIG), so a killed run cannot leave a
+training task writing into a run folder that the next run resumes.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any
+
+from ..errors import AtlasError
+from ..io import read_json, write_json
+from .executor import execute
+from .task import LEDGER_DIR, Task
+
+SESSION_ENV = "LATENT_ATLAS_RAY_SESSION"
+SESSION_FILE = "ray-session.json"
+# Ray binds its servers to the node's address; on Linux it looks for a routable one unless told that
+# clusters are off, which makes the node address (and every listener) 127.0.0.1.
+_LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
+_PR_SET_PDEATHSIG = 1
+_OBJECT_STORE_BYTES = 256 * 1024**2  # tasks exchange files, not objects: summaries only
+
+
+def processes_with_marker(marker: str) -> list[int]:
+    """PIDs (other than this one) whose environment carries ``SESSION_ENV=marker``."""
+    needle = f"{SESSION_ENV}={marker}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if needle in (entry / "environ").read_bytes().split(b"\0"):
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+def stop_processes(marker: str) -> int:
+    """SIGKILL every process of a session; returns how many were found."""
+    pids = processes_with_marker(marker)
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return len(pids)
+
+
+def clean_leftovers(root: Path) -> None:
+    """Stop the processes and remove the temporary folder of an earlier, killed session in ``root``."""
+    path = root / LEDGER_DIR / SESSION_FILE
+    if not path.is_file():
+        return
+    try:
+        session = read_json(path, what="ray session")
+        stop_processes(str(session["marker"]))
+        shutil.rmtree(session["temp_dir"], ignore_errors=True)
+    except (AtlasError, KeyError, TypeError):
+        pass
+    path.unlink(missing_ok=True)
+
+
+def _die_with_parent() -> None:
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def _execute_in_worker(task: Task, root: str, threads: int) -> dict[str, Any]:
+    _die_with_parent()
+    return execute(task, root, threads)
+
+
+class RayBackend:
+    """Submit tasks as Ray remote calls; ``wait`` returns finished ones as (handle, summary, error)."""
+
+    def __init__(self, root: Path, address: str | None = None, max_parallel: int | None = None):
+        self.root = Path(root)
+        self.address = address
+        self.max_parallel = max_parallel
+        self.marker = uuid.uuid4().hex
+        self.temp_dir: str | None = None
+        self._saved_env: dict[str, str | None] = {}
+        self._cluster_flag: bool | None = None
+        self._remote = None
+
+    def __enter__(self) -> RayBackend:
+        if self.address is None:
+            self._start_local()
+        else:
+            self._connect()
+        import ray
+
+        self._remote = ray.remote(max_retries=0)(_execute_in_worker)
+        return self
+
+    def _set_env(self, values: dict[str, str]) -> None:
+        for name, value in values.items():
+            self._saved_env.setdefault(name, os.environ.get(name))
+            os.environ[name] = value
+
+    def _start_local(self) -> None:
+        clean_leftovers(self.root)
+        self.temp_dir = tempfile.mkdtemp(prefix="latent-atlas-ray-")
+        write_json(self.root / LEDGER_DIR / SESSION_FILE,
+                   {"marker": self.marker, "temp_dir": self.temp_dir, "driver_pid": os.getpid()})
+        self._set_env({**_LOOPBACK_ENV, SESSION_ENV: self.marker})
+        import ray
+        from ray._private import ray_constants
+
+        # The environment reaches Ray's own processes; this process may have imported Ray before it was set.
+        self._cluster_flag = ray_constants.ENABLE_RAY_CLUSTER
+        ray_constants.ENABLE_RAY_CLUSTER = False
+        cpus = self.max_parallel or os.cpu_count() or 1
+        try:
+            ray.init(num_cpus=cpus, include_dashboard=False, _temp_dir=self.temp_dir, log_to_driver=False,
+                     logging_level=logging.ERROR, object_store_memory=_OBJECT_STORE_BYTES,
+                     namespace="latent-atlas")
+        except Exception as exc:
+            self._cleanup()
+            raise AtlasError(f"could not start a local Ray instance: {exc}") from None
+        addresses = {node["NodeManagerAddress"] for node in ray.nodes()}
+        if addresses != {"127.0.0.1"}:
+            ray.shutdown()
+            self._cleanup()
+            raise AtlasError(f"the local Ray instance did not bind to loopback (node address {addresses}); "
+                             "start latent-atlas in a fresh process")
+
+    def _connect(self) -> None:
+        self._set_env({"RAY_USAGE_STATS_ENABLED": "0"})
+        import ray
+
+        try:
+            ray.init(address=self.address, log_to_driver=False, logging_level=logging.ERROR,
+                     namespace="latent-atlas")
+        except Exception as exc:
+            self._restore_env()
+            raise AtlasError(f"could not connect to the Ray cluster at {self.address}: {exc}") from None
+
+    @property
+    def capacity(self) -> int:
+        import ray
+
+        return max(1, int(ray.cluster_resources().get("CPU", 1)))
+
+    def submit(self, task: Task) -> Any:
+        threads = max(1, int(task.cpus))
+        return self._remote.options(num_cpus=task.cpus, name=task.id).remote(task, str(self.root), threads)
+
+    def wait(self, handles: list[Any]) -> list[tuple[Any, dict[str, Any] | None, BaseException | None]]:
+        import ray
+
+        ready, _ = ray.wait(handles, num_returns=1)
+        results = []
+        for handle in ready:
+            try:
+                results.append((handle, ray.get(handle), None))
+            except ray.exceptions.RayTaskError as exc:
+                results.append((handle, None, exc.cause if exc.cause is not None else exc))
+            except ray.exceptions.RayError as exc:
+                results.append((handle, None, AtlasError(f"Ray lost the task: {exc}")))
+        return results
+
+    def __exit__(self, *exc: Any) -> None:
+        import ray
+
+        ray.shutdown()
+        self._cleanup()
+
+    def _cleanup(self) -> None:
+        if self.address is None:
+            stop_processes(self.marker)
+            if self.temp_dir:
+                shutil.rmtree(self.temp_dir, ignore_errors=True)
+            (self.root / LEDGER_DIR / SESSION_FILE).unlink(missing_ok=True)
+        self._restore_env()
+
+    def _restore_env(self) -> None:
+        if self._cluster_flag is not None:
+            from ray._private import ray_constants
+
+            ray_constants.ENABLE_RAY_CLUSTER, self._cluster_flag = self._cluster_flag, None
+        for name, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        self._saved_env.clear()

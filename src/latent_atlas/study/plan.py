@@ -1,0 +1,91 @@
+"""The study and sweeps as task graphs: dataset -> shape threshold -> train -> evaluate -> analyses ->
+aggregates -> report (or, for a sweep, the results table).
+
+    data/<kind>.npz                 dataset          (make_data)
+    oracle/<kind>.json              shape threshold  (fix_shape_threshold: the corruption benchmark's rule)
+    runs/<run>/                     training         (train_run), evaluation (evaluate_run)
+    runs/<run>/analysis/<name>.*    registered analyses (analyse_run)
+    aggregates/<name>.json          statistics over seeds and settings
+    report.html, figures/           the report
+    tasks/<task>.json               the ledger: one entry per finished task
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from ..config import DataConfig
+from ..graph import Task
+from . import tasks
+from .registry import ANALYSES
+from .runs import RunSpec
+
+TRAIN_VERSION = 1
+
+
+def _short_hash(value: dict) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:8]
+
+
+@dataclass
+class RunTasks:
+    spec: RunSpec
+    data: Task
+    oracle: Task
+    train: Task
+    evaluate: Task
+    analyses: dict[str, Task] = field(default_factory=dict)
+
+    @property
+    def run_dir(self) -> str:
+        return self.train.params["run_dir"]
+
+
+class GraphBuilder:
+    """Builds each dataset's and oracle's task once, however many runs share them."""
+
+    def __init__(self, analysis_seed: int = 0):
+        self.analysis_seed = analysis_seed
+        self._data: dict[str, tuple[DataConfig, Task, Task]] = {}
+
+    def data_tasks(self, config: DataConfig) -> tuple[Task, Task]:
+        """(dataset task, shape threshold task); named by kind, or kind + hash when a graph holds several."""
+        key = json.dumps(config.to_dict(), sort_keys=True)
+        if key not in self._data:
+            same_kind = [c for c, _, _ in self._data.values() if c.kind == config.kind]
+            name = config.kind if not same_kind else f"{config.kind}-{_short_hash(config.to_dict())}"
+            data = Task(f"data-{name}", "data", tasks.make_data,
+                        {"data": config.to_dict(), "path": f"data/{name}.npz"})
+            oracle = Task(f"oracle-{name}", "oracle", tasks.fix_shape_threshold,
+                          {"data": config.to_dict(), "path": f"oracle/{name}.json",
+                           "examples": f"oracle/{name}-examples.npz"})
+            self._data[key] = (config, data, oracle)
+        _, data, oracle = self._data[key]
+        return data, oracle
+
+    @staticmethod
+    def _groups(analysis, spec: RunSpec) -> dict:
+        """For an analysis that behaves differently per study section: the run's sections it applies to."""
+        return {"groups": sorted(spec.groups & set(analysis.groups))} if analysis.group_aware else {}
+
+    def run(self, spec: RunSpec, analyses: Iterable[str] = ()) -> RunTasks:
+        data, oracle = self.data_tasks(spec.data)
+        run_dir = f"runs/{spec.name}"
+        train = Task(f"train-{spec.name}", "train", tasks.train_run,
+                     {"dataset": data.params["path"], "model": spec.model.to_dict(), "train": spec.train.to_dict(),
+                      "run_dir": run_dir}, {"data": data}, version=TRAIN_VERSION)
+        paths = {"dataset": data.params["path"], "oracle": oracle.params["path"], "run_dir": run_dir}
+        evaluate = Task(f"evaluate-{spec.name}", "evaluate", tasks.evaluate_run, paths,
+                        {"train": train, "oracle": oracle})
+        run_tasks = RunTasks(spec, data, oracle, train, evaluate)
+        for name in analyses:
+            analysis = ANALYSES[name]
+            run_tasks.analyses[name] = Task(
+                f"analyse-{spec.name}-{name}", "analyse", tasks.analyse_run,
+                {**paths, "analysis": name, "analysis_seed": self.analysis_seed,
+                 "settings": {**analysis.params, **self._groups(analysis, spec)}},
+                {"evaluate": evaluate}, version=analysis.version)
+        return run_tasks

@@ -1,0 +1,64 @@
+"""The study's last task: results.json (study-level numbers, stage timings from the ledger) and the report."""
+
+from __future__ import annotations
+
+import platform
+from typing import Any
+
+from .. import __version__
+from ..graph import TaskContext
+from ..graph.task import LEDGER_DIR
+from ..io import read_json, write_json
+
+RESULTS_FILE = "results.json"
+
+
+def stage_seconds(root) -> dict[str, float]:
+    """Seconds of task time per stage, summed over the ledger (task time, not wall time: tasks overlap)."""
+    totals: dict[str, float] = {}
+    for path in sorted((root / LEDGER_DIR).glob("*.json")):
+        entry = read_json(path, what="ledger entry")
+        if isinstance(entry, dict) and "stage" in entry:
+            totals[entry["stage"]] = round(totals.get(entry["stage"], 0.0) + float(entry.get("seconds", 0.0)), 2)
+    return totals
+
+
+def machine() -> dict[str, Any]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in open("/proc/cpuinfo", encoding="utf-8"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import os
+
+    import torch
+
+    return {"cpu": cpu, "cpus": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__,
+            "platform": platform.platform()}
+
+
+def report_results(params: dict[str, Any]) -> dict[str, Any]:
+    return {"latent_atlas_version": __version__, "config": params["config"], "runs": params["runs"],
+            "aggregates": params["aggregates"], "dataset_analyses": params["dataset_analyses"]}
+
+
+def draw_report_section(ctx: TaskContext) -> dict[str, Any]:
+    """One section of the report's figures (sections are independent tasks, so they run in parallel)."""
+    from ..report.build import ReportBuilder
+
+    manifest = ReportBuilder(ctx.root, report_results(ctx.params)).draw_section(ctx.params["section"])
+    return {"figures": len(manifest)}
+
+
+def write_report(ctx: TaskContext) -> dict[str, Any]:
+    """results.json (with the ledger's task times and the machine), then the HTML from the drawn sections."""
+    results = {**report_results(ctx.params), "task_seconds_by_stage": stage_seconds(ctx.root), "machine": machine()}
+    write_json(ctx.root / RESULTS_FILE, results)
+    if ctx.params["with_report"]:
+        from ..report.build import write_report_html
+
+        write_report_html(ctx.root, results)
+    return {"results": RESULTS_FILE, "report": "report.html" if ctx.params["with_report"] else None}

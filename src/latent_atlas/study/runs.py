@@ -1,0 +1,90 @@
+"""Which runs a study or sweep trains: one ``RunSpec`` per (dataset, model, seed, other settings).
+
+A run's name says what differs from the study's base settings (``gaussian-vae-s1``,
+``gaussian-vae-latent_dim8-s0``), so a section that asks for a run the core study already has (the
+latent-dimension study at the default dimension, say) names the same run, and the task graph trains it
+once.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..config import DataConfig, ModelConfig, TrainConfig
+from .config import StudyConfig
+
+# The parts of a study a run belongs to. Core runs also join TOOLBOX when the toolbox section is on (the
+# second seed's techniques are applied to the core VAEs and AEs); the beta sweep's runs form BETAS.
+CORE, DIMENSIONS, BETAS, TOOLBOX = "core", "dimensions", "betas", "toolbox"
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    name: str
+    data: DataConfig
+    model: ModelConfig
+    train: TrainConfig
+    groups: frozenset[str] = field(default_factory=frozenset)  # the parts of the study that use the run
+    settings: tuple[tuple[str, Any], ...] = ()  # the swept settings, as (dotted key, value)
+
+    @property
+    def data_kind(self) -> str:
+        return self.data.kind
+
+    @property
+    def model_kind(self) -> str:
+        return self.model.kind
+
+    @property
+    def seed(self) -> int:
+        return self.train.seed
+
+    def setting(self, key: str, default: Any = None) -> Any:
+        return dict(self.settings).get(key, default)
+
+
+def _label(value: Any) -> str:
+    text = f"{value:g}" if isinstance(value, float) else str(value)
+    return re.sub(r"[^A-Za-z0-9.+-]", "_", text)
+
+
+def run_name(data_kind: str, model_kind: str, seed: int, extra: dict[str, Any] | None = None) -> str:
+    parts = [data_kind, model_kind]
+    parts += [f"{key.rsplit('.', 1)[-1]}{_label(value)}" for key, value in sorted((extra or {}).items())]
+    return "-".join(parts + [f"s{seed}"])
+
+
+def _merge(specs: dict[str, RunSpec], spec: RunSpec) -> None:
+    if spec.name in specs:
+        old = specs[spec.name]
+        specs[spec.name] = RunSpec(old.name, old.data, old.model, old.train, old.groups | spec.groups, old.settings)
+    else:
+        specs[spec.name] = spec
+
+
+def study_runs(config: StudyConfig) -> list[RunSpec]:
+    """Every run of the study: the core (datasets x models x seeds) and the chosen sections' runs."""
+    specs: dict[str, RunSpec] = {}
+    core_groups = frozenset({CORE, TOOLBOX} if TOOLBOX in config.sections else {CORE})
+    for data_kind in config.datasets:
+        for model_kind in config.models:
+            for seed in config.seeds:
+                _merge(specs, RunSpec(run_name(data_kind, model_kind, seed), config.data_for(data_kind),
+                                      config.model_for(model_kind), config.train_for(seed), core_groups))
+    if DIMENSIONS in config.sections:
+        for dim in config.dimensions.latent_dims:
+            extra = {} if dim == config.model.latent_dim else {"model.latent_dim": dim}
+            for seed in config.dimensions.seeds:
+                _merge(specs, RunSpec(run_name("gaussian", "vae", seed, extra), config.data_for("gaussian"),
+                                      config.model_for("vae", latent_dim=dim), config.train_for(seed),
+                                      frozenset({DIMENSIONS}), (("model.latent_dim", dim),)))
+    if TOOLBOX in config.sections:
+        for beta in config.toolbox.betas:
+            extra = {} if beta == config.model.beta else {"model.beta": beta}
+            for seed in config.toolbox.seeds:
+                _merge(specs, RunSpec(run_name("gaussian", "vae", seed, extra), config.data_for("gaussian"),
+                                      config.model_for("vae", beta=beta), config.train_for(seed),
+                                      frozenset({BETAS}), (("model.beta", beta),)))
+    return list(specs.values())

@@ -1,0 +1,154 @@
+"""The task graph: content keys, the ledger, caching and invalidation, both backends, a real local Ray."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from latent_atlas.errors import AtlasError
+from latent_atlas.graph import Task, TaskContext, ledger_entry, run_tasks
+from latent_atlas.graph.executor import collect
+
+
+def write_number(ctx: TaskContext) -> dict:
+    path = ctx.root / "out" / f"{ctx.task_id}.txt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(str(ctx.params["value"]))
+    with open(ctx.root / "calls.log", "a") as log:
+        log.write(ctx.task_id + "\n")
+    return {"value": ctx.params["value"]}
+
+
+def add_inputs(ctx: TaskContext) -> dict:
+    total = sum(ctx.input_summary(name)["value"] for name in ctx.input_ids)
+    with open(ctx.root / "calls.log", "a") as log:
+        log.write(ctx.task_id + "\n")
+    return {"value": total, "threads": ctx.threads, "pid": os.getpid()}
+
+
+def fail(ctx: TaskContext) -> dict:
+    raise AtlasError("this input is bad")
+
+
+def graph(a: int = 1, b: int = 2) -> Task:
+    first = Task("a", "leaf", write_number, {"value": a})
+    second = Task("b", "leaf", write_number, {"value": b})
+    return Task("sum", "combine", add_inputs, {}, {"x": first, "y": second})
+
+
+def calls(root: Path) -> list[str]:
+    path = root / "calls.log"
+    return path.read_text().split() if path.exists() else []
+
+
+def test_keys_depend_on_params_inputs_and_version():
+    assert graph().key == graph().key
+    assert graph(a=5).key != graph().key
+    assert graph(b=5).inputs["x"].key == graph().inputs["x"].key  # an unchanged input keeps its key
+    changed = Task("a", "leaf", write_number, {"value": 1}, version=2)
+    assert changed.key != graph().inputs["x"].key
+
+
+def test_collect_orders_inputs_first_and_rejects_id_clashes():
+    ids = [t.id for t in collect([graph()])]
+    assert ids.index("sum") > ids.index("a") and ids.index("sum") > ids.index("b")
+    clash = Task("other", "combine", add_inputs, {}, {"x": Task("a", "leaf", write_number, {"value": 9})})
+    with pytest.raises(AtlasError, match="share the id a"):
+        collect([graph(), clash])
+
+
+def test_local_backend_caches_and_redoes_exactly_what_changed(tmp_path):
+    summaries = run_tasks([graph()], tmp_path, backend="local", progress=False)
+    assert summaries["sum"]["value"] == 3
+    assert sorted(calls(tmp_path)) == ["a", "b", "sum"]
+    entry = ledger_entry(tmp_path, "sum")
+    assert entry["inputs"] == {"x": "a", "y": "b"} and entry["key"] == graph().key
+
+    run_tasks([graph()], tmp_path, backend="local", progress=False)
+    assert sorted(calls(tmp_path)) == ["a", "b", "sum"]  # nothing redone
+
+    summaries = run_tasks([graph(b=10)], tmp_path, backend="local", progress=False)
+    assert summaries["sum"]["value"] == 11
+    assert calls(tmp_path)[3:] == ["b", "sum"]  # a kept its key
+
+
+def test_a_task_interrupted_before_its_ledger_entry_runs_again(tmp_path):
+    run_tasks([graph()], tmp_path, backend="local", progress=False)
+    (tmp_path / "tasks" / "sum.json").unlink()
+    run_tasks([graph()], tmp_path, backend="local", progress=False)
+    assert calls(tmp_path)[3:] == ["sum"]
+
+
+def test_failure_names_the_task_and_records_nothing(tmp_path):
+    bad = Task("broken", "combine", fail, {}, {"x": Task("a", "leaf", write_number, {"value": 1})})
+    with pytest.raises(AtlasError, match="combine broken: this input is bad"):
+        run_tasks([bad], tmp_path, backend="local", progress=False)
+    assert ledger_entry(tmp_path, "broken") is None and ledger_entry(tmp_path, "a") is not None
+
+
+def test_progress_lines_count_tasks(tmp_path, capsys):
+    run_tasks([graph()], tmp_path, backend="local", progress=True)
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith("[graph] 3 tasks, 0 already done, 3 to run")
+    assert err[-1].startswith("[3/3 tasks")
+
+
+def test_bad_backend_and_parallelism_are_refused(tmp_path):
+    with pytest.raises(AtlasError, match="unknown backend"):
+        run_tasks([graph()], tmp_path, backend="spark")
+    with pytest.raises(AtlasError, match="max_parallel"):
+        run_tasks([graph()], tmp_path, backend="local", max_parallel=0)
+
+
+@pytest.fixture(scope="module")
+def ray_pickles_this_module_by_value():
+    """Ray workers cannot import the tests package; ship this module's task functions by value."""
+    from ray import cloudpickle
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    yield
+    cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+
+
+def is_loopback(address: str) -> bool:
+    """An ``ss`` local address such as ``127.0.0.1:80``, ``[::ffff:127.0.0.1]:80`` or ``[::1]:80``."""
+    host = ipaddress.ip_address(address.rsplit(":", 1)[0].strip("[]"))
+    mapped = getattr(host, "ipv4_mapped", None)
+    return (mapped or host).is_loopback
+
+
+def _ray_listeners(marker: str) -> list[str]:
+    from latent_atlas.graph.ray_backend import processes_with_marker
+
+    pids = set(processes_with_marker(marker))
+    out = subprocess.run(["ss", "-Hltnp"], capture_output=True, text=True).stdout
+    return [line.split()[3] for line in out.splitlines() if any(f"pid={p}," in line for p in pids)]
+
+
+def test_real_ray_runs_tasks_in_workers_on_loopback_and_cleans_up(tmp_path, ray_pickles_this_module_by_value,
+                                                                   monkeypatch):
+    from latent_atlas.graph import ray_backend
+
+    seen: dict[str, list[str]] = {}
+    original_submit = ray_backend.RayBackend.submit
+
+    def submit_and_look(self, task):
+        seen.setdefault("listeners", _ray_listeners(self.marker))
+        seen["temp_dir"] = [self.temp_dir]
+        return original_submit(self, task)
+
+    monkeypatch.setattr(ray_backend.RayBackend, "submit", submit_and_look)
+    summaries = run_tasks([graph()], tmp_path, backend="ray", max_parallel=2, progress=False)
+    assert summaries["sum"]["value"] == 3
+    assert summaries["sum"]["pid"] != os.getpid() and summaries["sum"]["threads"] == 1
+    assert seen["listeners"], "the local instance should have listening sockets while it runs"
+    assert all(is_loopback(addr) for addr in seen["listeners"]), seen["listeners"]
+    assert not Path(seen["temp_dir"][0]).exists()  # Ray's temp files and logs are gone
+    assert not (tmp_path / "tasks" / "ray-session.json").exists()
+    run_tasks([graph()], tmp_path, backend="ray", progress=False)  # all cached: Ray is not even started
+    assert sorted(calls(tmp_path)) == ["a", "b", "sum"]

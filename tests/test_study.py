@@ -1,0 +1,128 @@
+"""The whole study on tiny data, through the task graph (in process): every section, aggregates over two
+seeds, the report and its numbers traced to files, and a second run that redoes nothing."""
+
+from __future__ import annotations
+
+import json
+import re
+from html.parser import HTMLParser
+
+import pytest
+
+from latent_atlas.graph import ledger_entry
+from latent_atlas.report.html import format_number, lookup
+from latent_atlas.study import run_study, study_config_from
+from latent_atlas.study.runs import study_runs
+
+SECTIONS = ("summary", "data", "oracle", "models", "reconstruction", "validity", "latent", "directions", "holes",
+            "generation", "four", "metrics", "dimension", "toolbox", "reproduce")
+STUDY_TOML = {
+    "data": {"grid_size": 16, "var_x": {"start": 0.1, "stop": 4.9, "step": 0.8},
+             "var_y": {"start": 0.1, "stop": 4.9, "step": 0.8}, "rho": {"start": -0.9, "stop": 0.9, "step": 0.3}},
+    "model": {"channels": [4, 8], "hidden_dims": [32]},
+    "train": {"epochs": 2, "batch_size": 32},
+    "study": {"seeds": [0, 1], "sections": ["dimensions", "toolbox"],
+              "dimensions": {"latent_dims": [2, 4], "seeds": [0, 1]}, "toolbox": {"betas": [0.5, 2.0], "seeds": [0]}},
+}
+
+
+class NumberSpans(HTMLParser):
+    """Collects every <span class="num"> with its attributes and text."""
+
+    def __init__(self):
+        super().__init__()
+        self.spans: list[dict] = []
+        self._open: dict | None = None
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "span" and attrs.get("class") == "num":
+            self._open = {**attrs, "text": ""}
+
+    def handle_data(self, data):
+        if self._open is not None:
+            self._open["text"] += data
+
+    def handle_endtag(self, tag):
+        if tag == "span" and self._open is not None:
+            self.spans.append(self._open)
+            self._open = None
+
+
+@pytest.fixture(scope="module")
+def tiny_study(tmp_path_factory):
+    output = tmp_path_factory.mktemp("study")
+    return run_study(study_config_from(STUDY_TOML), output, backend="local", progress=False)
+
+
+def test_runs_cover_datasets_models_seeds_and_sections():
+    names = {spec.name for spec in study_runs(study_config_from(STUDY_TOML))}
+    core = {f"{d}-{m}-s{s}" for d in ("gaussian", "student_t") for m in ("vae", "ae") for s in (0, 1)}
+    assert core <= names
+    assert {"gaussian-vae-latent_dim2-s0", "gaussian-vae-latent_dim4-s1", "gaussian-vae-beta0.5-s0",
+            "gaussian-vae-beta2-s0"} <= names
+    assert "gaussian-vae-latent_dim3-s0" not in names  # the default dimension is the core run, trained once
+
+
+def test_report_has_every_section_and_inlines_every_figure(tiny_study):
+    html = tiny_study.report.read_text()
+    for section in SECTIONS:
+        assert f'id="{section}"' in html, section
+    pngs = sorted(p.name for p in (tiny_study.output / "figures").glob("*.png"))
+    assert len(pngs) > 60
+    assert html.count('data-file="figures/') == len(pngs)
+    assert html.count('class="plotly-graph-div"') == 4
+    assert not re.search(r'<(script|img|link|iframe)[^>]+(src|href)="(https?:)?//', html)
+
+
+def test_every_number_agrees_with_its_file(tiny_study):
+    parser = NumberSpans()
+    parser.feed(tiny_study.report.read_text())
+    assert len(parser.spans) > 400
+    sources = set()
+    for span in parser.spans:
+        data = json.loads((tiny_study.output / span["data-source"]).read_text())
+        assert span["text"] == format_number(lookup(data, span["data-key"]), span["data-format"]), span
+        sources.add(span["data-source"].split("/")[0])
+    assert {"results.json", "runs", "aggregates", "oracle", "datasets"} <= sources
+
+
+def test_aggregates_hold_per_seed_values_and_paired_verdicts(tiny_study):
+    compare = json.loads((tiny_study.output / "aggregates/compare-gaussian.json").read_text())
+    entry = compare["quantities"]["test_frobenius_mean"]
+    for kind in ("vae", "ae"):
+        per_seed = entry["by_model"][kind]["per_seed"]
+        assert set(per_seed) == {"0", "1"}
+        metrics = json.loads((tiny_study.output / f"runs/gaussian-{kind}-s1/metrics.json").read_text())
+        assert per_seed["1"] == pytest.approx(metrics["test_frobenius"]["mean"])
+    assert entry["paired"]["seeds"] == [0, 1] and "kind" in entry["paired"]["verdict"]
+    dims = json.loads((tiny_study.output / "aggregates/dimensions.json").read_text())
+    assert dims["levels"] == [2, 3, 4]
+    assert [p["n"] for p in dims["quantities"]["test_frobenius_mean"]["curve"]] == [2, 2, 2]
+    evidence = json.loads((tiny_study.output / "aggregates/evidence-gaussian.json").read_text())
+    assert {"reconstructions", "empty_regions", "tail_paths"} <= set(evidence["comparisons"])
+
+
+def test_a_second_run_redoes_nothing(tiny_study):
+    model = tiny_study.output / "runs/gaussian-vae-s0/model.safetensors"
+    before = model.stat().st_mtime_ns
+    again = run_study(study_config_from(STUDY_TOML), tiny_study.output, backend="local", progress=False)
+    assert model.stat().st_mtime_ns == before
+    assert again.summaries.keys() == tiny_study.summaries.keys()
+    assert ledger_entry(tiny_study.output, "report")["key"] == tiny_study.graph.report.key
+
+
+def test_report_opens_in_chromium_without_errors_or_requests(tiny_study):
+    from .browser import launch_chromium
+
+    errors, requests = [], []
+    with launch_chromium() as browser:
+        page = browser.new_page()
+        page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.on("request", lambda request: requests.append(request.url))
+        page.goto(tiny_study.report.resolve().as_uri())
+        page.wait_for_selector(".plotly-graph-div .main-svg", timeout=20_000)
+        assert page.locator("img").count() > 60
+    assert errors == []
+    assert [url for url in requests if not url.startswith(("file:", "data:"))] == []
