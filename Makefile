@@ -7,22 +7,37 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 STUDY_DIR ?= study
 
-.PHONY: install study study-quick test test-fast explore bench clean
+.PHONY: install study study-quick study-dimensions study-toolbox study-full sweep-example test test-fast explore \
+        bench bench-oracle bench-metrics bench-time-to-quality clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test,umap]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test,umap,tracking]'
 	touch $(STAMP)
 
 install: $(STAMP)
 
+# The core study: both datasets, VAE and AE, three training seeds each, every analysis, the report.
 study: $(STAMP)
 	$(BIN)/latent-atlas study -o $(STUDY_DIR)
 
 study-quick: $(STAMP)
 	$(BIN)/latent-atlas study --quick -o $(STUDY_DIR)-quick
 
-# The whole suite, slow end-to-end tests included (about two minutes on 2 cores).
+# The optional sections, added to the same folder (the core runs are reused).
+study-dimensions: $(STAMP)
+	$(BIN)/latent-atlas study --with dimensions -o $(STUDY_DIR)
+
+study-toolbox: $(STAMP)
+	$(BIN)/latent-atlas study --with toolbox -o $(STUDY_DIR)
+
+study-full: $(STAMP)
+	$(BIN)/latent-atlas study --with dimensions,toolbox -o $(STUDY_DIR)
+
+sweep-example: $(STAMP)
+	$(BIN)/latent-atlas sweep examples/sweep.toml -o sweep
+
+# The whole suite, slow end-to-end tests included.
 test: $(STAMP)
 	$(BIN)/python -m pytest -m ''
 
@@ -31,10 +46,16 @@ test-fast: $(STAMP)
 	$(BIN)/python -m pytest
 
 explore: $(STAMP)
-	$(BIN)/latent-atlas explore $(STUDY_DIR)/runs/gaussian-vae $(STUDY_DIR)/runs/gaussian-ae
+	$(BIN)/latent-atlas explore $(STUDY_DIR)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/training_throughput.py
 
+bench-oracle: $(STAMP)
+	$(BIN)/python benchmarks/corruption_roc.py -o benchmark-results/corruption
+
+bench-metrics: $(STAMP)
+	$(BIN)/python benchmarks/metrics_speed.py
+
 clean:
-	rm -rf $(VENV) $(STUDY_DIR) $(STUDY_DIR)-quick .pytest_cache
+	rm -rf $(VENV) $(STUDY_DIR) $(STUDY_DIR)-quick sweep .pytest_cache

@@ -6,12 +6,16 @@ threading) in a subprocess on a free 127.0.0.1 port, then measures
 1. one client, single-code decodes (the idle latency),
 2. ``--clients`` concurrent clients (8 by default), each sending single-code decodes back to back,
 3. one client sending batches of ``--batch`` codes (64 by default),
+4. when a second run is compared: one client asking for the corresponding point of a code in the compared
+   run (map through the alignment, decode there), what the page asks beside every decode,
 
 each bounded by a request count and a time limit. Every request decodes a fresh random code drawn
 uniformly inside the codes' range (seeded), so nothing is served from a cache. Nothing leaves loopback.
+The runs are the server's default pair (a study's first VAE and its AE), or ``--run`` / ``--compare``; they
+are loaded and aligned before the clock starts.
 
-    .venv/bin/python benchmarks/explorer_load.py study/runs/gaussian-vae
-    .venv/bin/python benchmarks/explorer_load.py RUN_DIR --requests 300 --check
+    .venv/bin/python benchmarks/explorer_load.py study
+    .venv/bin/python benchmarks/explorer_load.py RUN_DIR [RUN_DIR2] --requests 300 --check
 
 ``--check`` exits with status 1 when the targets are missed (p99 <= 20 ms for single codes under
 ``--clients`` clients, p99 < 100 ms for a batch).
@@ -63,9 +67,9 @@ HEADER = (f"{'scenario':<34} {'n':>6} {'p50 ms':>7} {'p90 ms':>7} {'p99 ms':>7} 
           f"{'req/s':>8} {'codes/s':>9}")
 
 
-def start_server(run_dirs: list[str], torch_threads: int) -> tuple[subprocess.Popen, int]:
+def start_server(folders: list[str], torch_threads: int) -> tuple[subprocess.Popen, int]:
     """The explorer in a subprocess; returns it and the port it printed."""
-    process = subprocess.Popen([sys.executable, "-c", SERVER_CODE, str(torch_threads), *run_dirs],
+    process = subprocess.Popen([sys.executable, "-c", SERVER_CODE, str(torch_threads), *folders],
                                stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
     line = process.stdout.readline()
@@ -127,10 +131,23 @@ class CpuMeter:
 
 
 def get_json(port: int, path: str) -> dict:
-    connection = http.client.HTTPConnection(HOST, port, timeout=30)
+    connection = http.client.HTTPConnection(HOST, port, timeout=120)
     try:
         connection.request("GET", path)
         return json.loads(connection.getresponse().read())
+    finally:
+        connection.close()
+
+
+def post_json(port: int, path: str, body: dict) -> dict:
+    connection = http.client.HTTPConnection(HOST, port, timeout=120)
+    try:
+        connection.request("POST", path, body=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+        response = connection.getresponse()
+        payload = response.read()
+        if response.status != 200:
+            raise SystemExit(f"{path} answered {response.status}: {payload[:200]!r}")
+        return json.loads(payload)
     finally:
         connection.close()
 
@@ -157,9 +174,10 @@ def client(port: int, path: str, bodies: list[bytes], deadline: float, out: list
         connection.close()
 
 
-def random_bodies(rng: np.random.Generator, low: np.ndarray, high: np.ndarray, n: int, batch: int) -> list[bytes]:
+def random_bodies(rng: np.random.Generator, low: np.ndarray, high: np.ndarray, n: int, batch: int,
+                  **extra: str) -> list[bytes]:
     codes = rng.uniform(low, high, size=(n, batch, len(low)))  # (n, batch, D)
-    return [json.dumps({"codes": np.round(c, 5).tolist()}).encode() for c in codes]
+    return [json.dumps({**extra, "codes": np.round(c, 5).tolist()}).encode() for c in codes]
 
 
 def run_scenario(name: str, port: int, path: str, client_bodies: list[list[bytes]], max_seconds: float,
@@ -182,7 +200,9 @@ def run_scenario(name: str, port: int, path: str, client_bodies: list[list[bytes
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("run_dirs", nargs="+", help="run folder(s) to serve; the first one is decoded")
+    parser.add_argument("folders", nargs="+", help="run, study or sweep folders to serve")
+    parser.add_argument("--run", help="the run to decode (default: the server's default run)")
+    parser.add_argument("--compare", help="the run to compare with (default: the server's default; 'none': none)")
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--requests", type=int, default=250, help="single-code requests per client")
     parser.add_argument("--batch", type=int, default=64)
@@ -194,11 +214,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="exit 1 when a latency target is missed")
     args = parser.parse_args(argv)
 
-    process, port = start_server(args.run_dirs, args.torch_threads)
+    process, port = start_server(args.folders, args.torch_threads)
     try:
-        info = get_json(port, "/api/runs")["runs"][0]
-        path = f"/api/runs/{info['id']}/decode"
+        listing = get_json(port, "/api/runs")
+        run_id = args.run or listing["default"]["a"]
+        other = listing["default"]["b"] if args.compare is None else (None if args.compare == "none" else args.compare)
+        info = get_json(port, f"/api/runs/{run_id}")  # loads the run
+        if "code_min" not in info:
+            raise SystemExit(f"run {run_id} cannot be served: {info}")
+        path = f"/api/runs/{run_id}/decode"
         low, high = np.asarray(info["code_min"]), np.asarray(info["code_max"])
+        if other is not None:  # load the compared run and fit the alignment before the clock starts
+            post_json(port, f"/api/runs/{run_id}/correspond", {"target": other, "codes": [info["code_median"]]})
         rng = np.random.default_rng(args.seed)
         run_scenario("warm-up", port, path, [random_bodies(rng, low, high, 50, 1)], args.max_seconds, 1)
         meter = CpuMeter(process.pid)
@@ -212,6 +239,10 @@ def main(argv: list[str] | None = None) -> int:
                          [random_bodies(rng, low, high, args.batch_requests, args.batch)], args.max_seconds,
                          args.batch),
         ]
+        if other is not None:
+            scenarios.append(run_scenario(
+                f"corresponding point in {other[:12]}, 1 client", port, f"/api/runs/{run_id}/correspond",
+                [random_bodies(rng, low, high, args.requests, 1, target=other)], args.max_seconds, 1))
         others = meter.others()
     finally:
         stop_server(process)
@@ -230,7 +261,8 @@ def main(argv: list[str] | None = None) -> int:
           f"batch p99 {batch_p99:.1f} ms (< {BATCH_P99_TARGET_MS:g}): {'met' if met else 'MISSED'}")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as handle:
-            json.dump({"run": info["id"], "torch_threads": args.torch_threads, "other_cpus_busy": others,
+            json.dump({"run": info["id"], "compared": other, "torch_threads": args.torch_threads,
+                       "other_cpus_busy": others,
                        "scenarios": {s.name: s.summary() for s in scenarios}}, handle, indent=2)
     return 0 if met or not args.check else 1
 

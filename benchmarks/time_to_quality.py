@@ -18,9 +18,13 @@ Needs pythae (0.1.2), installed in its own virtualenv so the project's stays as 
    reach the target, or after ``--pythae-cap`` seconds of training (wall-clock, or CPU seconds with
    ``--cap-clock cpu``, the fairer cap on a machine shared with other work).
 3. ``--previous`` also trains with the project's previous defaults (plateau, 20 epochs) for comparison.
+4. ``--interleave N`` (default 3) then times N more epochs of each trainer alternately (ours: a fresh run's
+   epoch with its held-out loss and checkpoint; pythae: ``train_step`` + ``eval_step``), so that both see the
+   same machine load, and estimates each time to quality as epochs needed x median epoch cost.
 
 Evaluation after each epoch runs outside every timing. Times are wall-clock and process CPU seconds; with
-one torch thread the CPU seconds are the single-core cost and are less disturbed by other processes.
+one torch thread the CPU seconds are the single-core cost, less disturbed by other processes than the wall
+clock but not immune to them (shared caches): on a busy machine trust the interleaved estimate most.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
+from statistics import median
 
 PREVIOUS_DEFAULTS = {"scheduler": "plateau", "learning_rate": 2e-3, "batch_size": 64, "epochs": 20}
 PYTHAE_SETTINGS = {"learning_rate": 2e-3, "batch_size": 64, "scheduler_factor": 0.5, "scheduler_patience": 1}
@@ -67,6 +72,7 @@ class Curve:
     epochs: list[dict] = field(default_factory=list)  # epoch, test Frobenius of the current weights, times
     final_frobenius: float | None = None  # of the model the run delivers (latent-atlas: best held-out epoch)
     reached_at: dict | None = None  # the first epoch whose weights reach the target, if any
+    epoch_costs: list[dict] = field(default_factory=list)  # interleaved epochs: wall_s, cpu_s each
 
     def add(self, epoch: int, frobenius: float, clock: Clock) -> None:
         self.epochs.append({"epoch": epoch, "test_frobenius": frobenius, "wall_s": clock.wall, "cpu_s": clock.cpu})
@@ -83,13 +89,25 @@ def test_frobenius(model, dataset) -> float:
     return float(frobenius_errors(images, reconstruct(model, images)).mean())
 
 
-def train_latent_atlas(name: str, dataset, dataset_path: Path, train_config, run_dir: Path) -> Curve:
+def _timed(epoch) -> dict:
+    wall, cpu = time.perf_counter(), time.process_time()
+    epoch()
+    return {"wall_s": time.perf_counter() - wall, "cpu_s": time.process_time() - cpu}
+
+
+def latent_atlas_trainer(dataset, dataset_path: Path, train_config, run_dir: Path):
     from latent_atlas.config import ModelConfig
+    from latent_atlas.training.trainer import Trainer
+
+    return Trainer(dataset, dataset_path, ModelConfig(kind="vae"), train_config, run_dir, progress=False)
+
+
+def train_latent_atlas(name: str, dataset, dataset_path: Path, train_config, run_dir: Path) -> Curve:
     from latent_atlas.training.trainer import Trainer
 
     curve = Curve(name=name, settings=train_config.to_dict())
     clock = Clock()
-    trainer = Trainer(dataset, dataset_path, ModelConfig(kind="vae"), train_config, run_dir, progress=False)
+    trainer = latent_atlas_trainer(dataset, dataset_path, train_config, run_dir)
 
     def on_epoch(t: Trainer) -> None:
         clock.pause()
@@ -106,7 +124,8 @@ def train_latent_atlas(name: str, dataset, dataset_path: Path, train_config, run
 
 
 def train_pythae(dataset, fit_images, val_images, seed: int, target: float, cap_seconds: float, cap_clock: str,
-                 work_dir: Path) -> Curve:
+                 work_dir: Path):
+    """pythae's curve, and its trainer (for the interleaved epochs)."""
     import torch
     from pythae.models import VAE, VAEConfig
     from pythae.models.base.base_utils import ModelOutput
@@ -166,14 +185,30 @@ def train_pythae(dataset, fit_images, val_images, seed: int, target: float, cap_
                           "patience": PYTHAE_SETTINGS["scheduler_patience"]},
         no_cuda=True, seed=seed,
     )
+    pipeline = TrainingPipeline(model=model, training_config=config)
     clock.resume()
     try:
-        TrainingPipeline(model=model, training_config=config)(train_data=fit_images, eval_data=val_images,
-                                                               callbacks=[Evaluate()])
+        pipeline(train_data=fit_images, eval_data=val_images, callbacks=[Evaluate()])
     except _Stop:
         pass
     curve.mark_target(target)
-    return curve
+    return curve, pipeline.trainer
+
+
+def interleaved_epochs(n: int, ours, theirs, ours_curve: Curve, theirs_curve: Curve) -> None:
+    """Time ``n`` epochs of each trainer alternately, so that both meet the same load."""
+    ours._prepare_folder(resume=False)
+    for i in range(n):
+        ours_curve.epoch_costs.append(_timed(ours._run_epoch))
+        epoch = len(theirs_curve.epochs) + i + 1
+        theirs_curve.epoch_costs.append(_timed(lambda e=epoch: (theirs.train_step(e), theirs.eval_step(e))))
+
+
+def estimate(curve: Curve, clock: str) -> float | None:
+    """Epochs to the target x the median interleaved epoch cost."""
+    if curve.reached_at is None or not curve.epoch_costs:
+        return None
+    return curve.reached_at["epoch"] * median(cost[f"{clock}_s"] for cost in curve.epoch_costs)
 
 
 def _overrides(pairs: list[str]) -> dict:
@@ -194,6 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pythae-cap", type=float, default=300.0, help="seconds of pythae training at most")
     parser.add_argument("--cap-clock", choices=["wall", "cpu"], default="wall", help="the clock the cap reads")
     parser.add_argument("--previous", action="store_true", help="also train with the previous defaults")
+    parser.add_argument("--interleave", type=int, default=3, metavar="N", help="epochs of each timed alternately")
     parser.add_argument("--train", nargs="*", default=[], metavar="KEY=VALUE", help="TrainConfig overrides")
     parser.add_argument("--out", type=Path, help="write every curve as JSON here")
     args = parser.parse_args(argv)
@@ -233,8 +269,14 @@ def main(argv: list[str] | None = None) -> int:
                                              work / "previous"))
         print(f"pythae TrainingPipeline until test Frobenius <= {target:.4f} or {args.pythae_cap:.0f} s "
               f"({args.cap_clock})")
-        curves.append(train_pythae(dataset, images_tensor(dataset, fit_idx, cpu), images_tensor(dataset, val_idx, cpu),
-                                   args.seed, target, args.pythae_cap, args.cap_clock, work / "pythae"))
+        theirs, pythae_trainer = train_pythae(dataset, images_tensor(dataset, fit_idx, cpu),
+                                              images_tensor(dataset, val_idx, cpu), args.seed, target,
+                                              args.pythae_cap, args.cap_clock, work / "pythae")
+        curves.append(theirs)
+        if args.interleave:
+            print(f"{args.interleave} epochs of each, alternately")
+            fresh = latent_atlas_trainer(dataset, work / "gaussian.npz", train_config, work / "interleaved")
+            interleaved_epochs(args.interleave, fresh, pythae_trainer, ours, theirs)
 
     print(f"\ntarget: test Frobenius {target:.4f} (latent-atlas's delivered model)")
     for curve in curves:
@@ -246,15 +288,25 @@ def main(argv: list[str] | None = None) -> int:
             reached = curve.reached_at
             print(f"  {curve.name:18s} {reached['test_frobenius']:.4f} after {reached['epoch']:3d} epochs: "
                   f"{reached['wall_s']:7.1f} s wall  {reached['cpu_s']:7.1f} s CPU")
-    theirs = curves[-1]
     ours_time = ours.reached_at
     if theirs.reached_at is not None:
-        print(f"speed-up over pythae: {theirs.reached_at['wall_s'] / ours_time['wall_s']:.1f}x wall, "
+        print(f"speed-up over pythae, as run: {theirs.reached_at['wall_s'] / ours_time['wall_s']:.1f}x wall, "
               f"{theirs.reached_at['cpu_s'] / ours_time['cpu_s']:.1f}x CPU")
     else:
         last = theirs.epochs[-1]
-        print(f"speed-up over pythae: more than {last['wall_s'] / ours_time['wall_s']:.1f}x wall, "
+        print(f"speed-up over pythae, as run: more than {last['wall_s'] / ours_time['wall_s']:.1f}x wall, "
               f"{last['cpu_s'] / ours_time['cpu_s']:.1f}x CPU (pythae did not reach the target)")
+    if ours.epoch_costs:
+        for curve in (ours, theirs):
+            costs = curve.epoch_costs
+            print(f"  {curve.name:18s} interleaved epoch cost: "
+                  + ", ".join(f"{c['wall_s']:.1f}/{c['cpu_s']:.1f}" for c in costs) + " s wall/CPU")
+        for clock in ("wall", "cpu"):
+            mine, their = estimate(ours, clock), estimate(theirs, clock)
+            if mine and their:
+                print(f"speed-up over pythae, interleaved estimate ({clock}): {their / mine:.1f}x "
+                      f"({theirs.reached_at['epoch']} x {their / theirs.reached_at['epoch']:.1f} s against "
+                      f"{ours.reached_at['epoch']} x {mine / ours.reached_at['epoch']:.1f} s)")
     if args.out:
         args.out.write_text(json.dumps({"threads": args.threads, "seed": args.seed, "target": target,
                                         "curves": [asdict(c) for c in curves]}, indent=2) + "\n")

@@ -24,6 +24,7 @@ from latent_atlas.analysis.traversals import angular_traversal, interpolate
 from latent_atlas.corruptions import shape_threshold_for
 from latent_atlas.errors import AtlasError
 from latent_atlas.explorer import create_app, serve
+from latent_atlas.explorer.alignment import CodeAlignment, code_spacing
 from latent_atlas.explorer.app import (
     LOOPBACK_HOSTS,
     MAX_BODY_BYTES,
@@ -32,11 +33,11 @@ from latent_atlas.explorer.app import (
 )
 from latent_atlas.explorer.batching import Batcher, ModelThread
 from latent_atlas.explorer.service import Explorer, RunSession
-from latent_atlas.io import write_json
+from latent_atlas.io import read_json, write_json
 from latent_atlas.models.inference import decode
 from latent_atlas.oracle import HeatmapOracle
 from latent_atlas.training import load_run, train
-from latent_atlas.training.run import ORACLE_FILE
+from latent_atlas.training.run import LATENTS_FILE, ORACLE_FILE
 from latent_atlas.verdicts import FactorBox
 
 from .conftest import tiny_model_config, tiny_train_config
@@ -65,9 +66,9 @@ def run(runs_dir):
 
 
 @pytest.fixture(scope="module")
-def explorer(runs_dir, client) -> Explorer:
-    """The service layer alone, for the same two runs (after ``client`` has cached their latent codes)."""
-    return Explorer.load([runs_dir / "vae", runs_dir / "ae"])
+def explorer(runs_dir) -> Explorer:
+    """The service layer alone, for the same two runs."""
+    return Explorer.from_folders([runs_dir / "vae", runs_dir / "ae"])
 
 
 @pytest.fixture(scope="module")
@@ -93,19 +94,30 @@ def detail_text(response) -> str:
 # ---------- happy paths ----------
 
 
-def test_run_info_describes_both_runs_and_the_limits(client, run):
+def test_run_listing_describes_both_runs_and_the_limits(client):
     answer = client.get("/api/runs").json()
     assert answer["image_encoding"] == "uint8-base64"
     assert answer["limits"]["max_batch"] == MAX_BATCH
     assert answer["limits"]["max_body_bytes"] == MAX_BODY_BYTES
     vae, ae = answer["runs"]
     assert (vae["id"], vae["kind"], ae["id"], ae["kind"]) == ("vae", "vae", "ae", "ae")
+    settings = (vae["latent_dim"], vae["seed"], vae["beta"], vae["dataset_kind"], vae["n_images"])
+    assert settings == (3, 0, 1.0, "gaussian", 36)
+    assert vae["ready"] and vae["collection"] == ""  # named directly, not found in a study folder
+    assert answer["default"] == {"a": "vae", "b": "ae"}  # the two folders named, in order
+    assert answer["skipped"] == []
+
+
+def test_run_info_describes_the_loaded_run(client, run):
+    vae = client.get("/api/runs/vae").json()
     latents = run_latents(run)
     np.testing.assert_allclose(vae["code_min"], latents.codes.min(axis=0), rtol=1e-6)
     np.testing.assert_allclose(vae["code_max"], latents.codes.max(axis=0), rtol=1e-6)
     assert vae["latent_dim"] == 3 and vae["projection"]["method"] == "axes"
     assert vae["factor_names"] == ["var_x", "var_y", "rho"]
     assert vae["colour_names"] == ["var_x", "var_y", "rho", "var_diff"]
+    assert vae["code_spacing"] == pytest.approx(code_spacing(latents.codes))
+    assert vae["compass_step"] == pytest.approx(0.5 * vae["code_spacing"])
     dataset = run.load_dataset()
     assert vae["oracle"]["threshold"] == shape_threshold_for(dataset.config)  # the benchmark's rule, no model
     assert vae["oracle"]["box"] == FactorBox.from_config(dataset.config).to_dict()
@@ -191,6 +203,132 @@ def test_isovariance_path_walks_the_strip(client):
     assert "var_x - var_y" in answer["description"]
 
 
+def test_verdicts_are_the_oracles_on_every_reconstruction(client, run):
+    latents = run_latents(run)
+    images = decode(run.load_model(), latents.codes)
+    expected = HeatmapOracle.for_dataset(run.load_dataset()).verdict(images, novelty=False)
+    first = client.get("/api/runs/vae/verdicts", params={"limit": 20}).json()
+    rest = client.get("/api/runs/vae/verdicts", params={"offset": 20}).json()
+    assert (first["total"], first["count"], rest["count"]) == (36, 20, 16)
+    for key in ("shape_ok", "in_range", "valid"):
+        assert first[key] + rest[key] == getattr(expected, key).tolist()
+    np.testing.assert_allclose(first["shape_residual"] + rest["shape_residual"], expected.shape_residual, atol=1e-5)
+    assert first["threshold"] == expected.shape_threshold
+
+
+def stencil_by_hand(code: np.ndarray, step: float) -> np.ndarray:
+    rows = [code]
+    for axis in range(len(code)):
+        for sign in (1, -1):
+            moved = code.copy()
+            moved[axis] += sign * step
+            rows.append(moved)
+    return np.array(rows, dtype=np.float32)
+
+
+@pytest.fixture(scope="module")
+def lenient(runs_dir, tmp_path_factory):
+    """The same runs in a study-shaped folder whose oracle/ file fixes a shape threshold of 10: every decode of the
+    blurry 2-epoch models counts as a heatmap, so the compass has a gradient everywhere."""
+    root = tmp_path_factory.mktemp("lenient")
+    (root / "data").mkdir()
+    shutil.copy(runs_dir / "tiny.npz", root / "data" / "tiny.npz")
+    write_json(root / "oracle" / "tiny.json", {"shape_threshold": 10.0})
+    for name in ("vae", "ae"):
+        shutil.copytree(runs_dir / name, root / "runs" / name)
+        config = read_json(root / "runs" / name / "config.json")
+        config["data"]["path"] = "../../data/tiny.npz"
+        write_json(root / "runs" / name / "config.json", config)
+    with TestClient(create_app([root], max_batch=MAX_BATCH)) as test_client:
+        yield test_client
+
+
+def test_compass_is_the_central_difference_of_the_recovered_factors(lenient, run):
+    code = np.array([0.2, -0.1, 0.3])
+    answer = lenient.post("/api/runs/vae/compass", json={"code": code.tolist(), "step": 0.05}).json()
+    images = decode(run.load_model(), stencil_by_hand(code, 0.05))  # (7, 12, 12)
+    found = HeatmapOracle.for_dataset(run.load_dataset(), shape_threshold=10.0).verdict(images, novelty=False)
+    values = np.column_stack([np.log(found.factors[:, 0]), np.log(found.factors[:, 1]), found.factors[:, 2]])
+    assert answer["units"] == ["log var_x", "log var_y", "rho"] and answer["step"] == 0.05
+    np.testing.assert_allclose(answer["value"], values[0], rtol=1e-5, atol=1e-7)
+    assert answer["shape_ok"] == [True] * 7 and answer["in_range"] == found.in_range.tolist()
+    assert answer["status"] == ("ok" if found.in_range.all() else "range")
+    expected = np.stack([(values[1 + 2 * i] - values[2 + 2 * i]) / 0.1 for i in range(3)], axis=1)  # (K, D)
+    np.testing.assert_allclose(answer["gradient"], expected, rtol=1e-4, atol=1e-5)
+
+
+def test_compass_says_so_instead_of_a_gradient_where_decodes_are_not_heatmaps(client, run):
+    code = np.array([0.2, -0.1, 0.3])
+    answer = client.post("/api/runs/vae/compass", json={"code": code.tolist(), "step": 0.05}).json()
+    found = HeatmapOracle.for_dataset(run.load_dataset()).verdict(decode(run.load_model(), stencil_by_hand(code, 0.05)),
+                                                                  novelty=False)
+    assert not found.shape_ok.all()  # the 2-epoch model's blurry decodes (shape residual about 1, threshold 0.063)
+    assert answer["shape_ok"] == found.shape_ok.tolist()
+    assert answer["gradient"] is None and answer["status"] == "shape"
+    assert f"{int((~found.shape_ok).sum())} of the 7 decodes" in answer["message"]
+
+
+def test_compass_defaults_to_half_a_code_spacing(client):
+    info = client.get("/api/runs/ae").json()
+    answer = client.post("/api/runs/ae/compass", json={"code": info["code_median"]}).json()
+    assert answer["step"] == pytest.approx(info["compass_step"]) and len(answer["shape_ok"]) == 7
+
+
+def test_correspond_maps_through_the_alignment_and_decodes_in_the_target(client, run, runs_dir):
+    codes = np.array([[0.1, 0.2, -0.3], [1.0, -1.0, 0.5]])
+    answer = client.post("/api/runs/vae/correspond", json={"target": "ae", "codes": codes.tolist()}).json()
+    ae = load_run(runs_dir / "ae")
+    dataset = run.load_dataset()
+    alignment = CodeAlignment(seed=0).fit(run_latents(run).codes, run_latents(ae).codes, dataset.train_idx,
+                                          dataset.test_idx)
+    mapped = alignment.transform(codes.astype(np.float32))
+    np.testing.assert_allclose(answer["codes"], mapped, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(answer["support"], alignment.support(codes.astype(np.float32)), rtol=1e-6)
+    images = decode(ae.load_model(), mapped.astype(np.float32))
+    for row in range(2):
+        np.testing.assert_allclose(image_bytes(answer["decoded"], row) / 255.0, images[row], atol=0.5 / 255 + 1e-6)
+    info = answer["alignment"]
+    assert (info["method"], info["n_train"]) == (alignment.method_, len(dataset.train_idx))
+    assert info["score"]["r2"] == pytest.approx(alignment.score_.r2)
+    assert info["score"]["median_error"] == pytest.approx(alignment.score_.median_error)
+    assert info["score"]["n"] == len(dataset.test_idx)
+    assert {c["method"] for c in info["candidates"]} == {"procrustes", "affine", "knn", "affine_knn"}
+    assert answer["decoded"]["run"] == "ae" and answer["target"] == "ae"
+
+
+def test_alignment_reports_its_held_out_error_and_is_fitted_once(client, explorer):
+    first = client.get("/api/runs/ae/alignment", params={"target": "vae"}).json()
+    again = client.get("/api/runs/ae/alignment", params={"target": "vae"}).json()
+    assert first == again and first["source"] == "ae" and first["target"] == "vae"
+    assert first["method"] == max(first["selection"], key=first["selection"].get)
+    assert f"R² {first['score']['r2']:.3f}" in first["description"]
+    fitted = client.app.state.explorer.aligned("ae", "vae")
+    client.get("/api/runs/ae/alignment", params={"target": "vae"})
+    assert client.app.state.explorer.aligned("ae", "vae") is fitted
+
+
+def test_runs_of_different_dimensions_align_through_an_affine_or_nonlinear_map(runs_dir, run5):
+    app = create_app([runs_dir / "vae", run5.path], max_batch=MAX_BATCH)
+    with TestClient(app) as both:
+        answer = both.post("/api/runs/vae/correspond", json={"target": "vae5", "codes": [[0.0, 0.1, 0.2]]}).json()
+        assert np.asarray(answer["codes"]).shape == (1, 5)
+        assert answer["alignment"]["method"] in ("affine", "knn", "affine_knn")
+        assert "procrustes" not in {c["method"] for c in answer["alignment"]["candidates"]}
+        back = both.post("/api/runs/vae5/correspond", json={"target": "vae", "codes": [[0.0] * 5]}).json()
+        assert np.asarray(back["codes"]).shape == (1, 3)
+
+
+def test_runs_on_different_datasets_cannot_be_aligned(runs_dir, tmp_path, tiny_t_dataset):
+    other = tmp_path / "t"
+    other.mkdir()
+    tiny_t_dataset.save(other / "tiny_t.npz")
+    t_run = train(tiny_t_dataset, other / "tiny_t.npz", tiny_model_config(kind="ae"), tiny_train_config(epochs=1),
+                  other / "ae_t", progress=False).run
+    with TestClient(create_app([runs_dir / "vae", t_run.path], max_batch=MAX_BATCH)) as mixed:
+        response = mixed.get("/api/runs/vae/alignment", params={"target": "ae_t"})
+    assert response.status_code == 422 and "different datasets" in response.json()["detail"]
+
+
 def test_page_and_plotly_are_served_by_the_app(client):
     page = client.get("/")
     assert page.status_code == 200 and "/vendor/plotly.min.js" in page.text
@@ -216,11 +354,15 @@ def test_no_page_loads_scripts_from_a_cdn(client):
 
 
 def test_openapi_schema_states_the_bounds(client):
-    schemas = client.get("/openapi.json").json()["components"]["schemas"]
-    codes = schemas["DecodeRequest"]["properties"]["codes"]
+    schema = client.get("/openapi.json").json()
+    schemas = schema["components"]["schemas"]
+    codes = schemas["DecodeRequest3D"]["properties"]["codes"]
     assert codes["maxItems"] == MAX_BATCH and codes["minItems"] == 1
     assert codes["items"]["minItems"] == codes["items"]["maxItems"] == 3
-    assert schemas["DecodeRequest"]["additionalProperties"] is False
+    assert schemas["DecodeRequest3D"]["additionalProperties"] is False
+    index = schema["paths"]["/api/runs/vae/images/{index}"]["get"]["parameters"][0]["schema"]
+    assert (index["minimum"], index["maximum"]) == (0, 35)
+    assert schemas["CorrespondRequest3D"]["properties"]["target"]["enum"] == ["vae", "ae"]
 
 
 # ---------- bad input: always a 4xx that says what is wrong ----------
@@ -267,10 +409,10 @@ def test_oversized_bodies_are_rejected_before_and_while_reading(client):
 
 
 BAD_REQUESTS = {
-    "unknown run": ("post", "/api/runs/nope/decode", {"codes": [[0, 0, 0]]}, "'vae' or 'ae'"),
-    "run named by a path": ("get", "/api/runs/..%2F..%2Fetc/codes", None, "Not Found"),
-    "run named by a folder": ("get", "/api/runs/%2Ftmp/codes", None, "Not Found"),
-    "run named by a file": ("get", "/api/runs/model.safetensors/codes", None, "'vae' or 'ae'"),
+    "unknown run": ("post", "/api/runs/nope/decode", {"codes": [[0, 0, 0]]}, "unknown run 'nope'"),
+    "run named by a path": ("get", "/api/runs/..%2F..%2Fetc/codes", None, "unknown run"),
+    "run named by a folder": ("get", "/api/runs/%2Ftmp/codes", None, "unknown run"),
+    "run named by a file": ("get", "/api/runs/model.safetensors/codes", None, "unknown run 'model.safetensors'"),
     "image index too large": ("get", "/api/runs/vae/images/36", None, "less than or equal to 35"),
     "negative image index": ("get", "/api/runs/vae/images/-1", None, "greater than or equal to 0"),
     "encode index too large": ("post", "/api/runs/ae/encode", {"index": 10**12}, "less than or equal to 35"),
@@ -289,13 +431,34 @@ BAD_REQUESTS = {
                            {"kind": "angular", "center": [0, 0, 0], "axes": [0, 1], "radius": 0}, "greater than 0"),
     "isovariance along a missing axis": ("post", "/api/runs/vae/paths", {"kind": "isovariance", "axis": 5},
                                          "less than or equal to 2"),
+    "compass code of the wrong dimension": ("post", "/api/runs/vae/compass", {"code": [0, 0]}, "at least 3"),
+    "compass code with NaN": ("post", "/api/runs/vae/compass", {"code": [0, "NaN", 0]}, "number"),
+    "compass step of zero": ("post", "/api/runs/vae/compass", {"code": [0, 0, 0], "step": 0}, "greater than 0"),
+    "compass step not finite": ("post", "/api/runs/vae/compass", '{"code": [0, 0, 0], "step": 1e400}', "finite"),
+    "compass without a code": ("post", "/api/runs/vae/compass", {"step": 0.1}, "code: Field required"),
+    "correspond to an unknown run": ("post", "/api/runs/vae/correspond", {"target": "nope", "codes": [[0, 0, 0]]},
+                                     "'vae' or 'ae'"),
+    "correspond with a wrong dimension": ("post", "/api/runs/vae/correspond", {"target": "ae", "codes": [[0, 0]]},
+                                          "at least 3"),
+    "correspond with too many codes": ("post", "/api/runs/vae/correspond",
+                                       {"target": "ae", "codes": [[0, 0, 0]] * (MAX_BATCH + 1)},
+                                       f"at most {MAX_BATCH}"),
+    "correspond with an infinite code": ("post", "/api/runs/vae/correspond",
+                                         '{"target": "ae", "codes": [[0, 0, 1e999]]}', "finite"),
+    "alignment with an unknown run": ("get", "/api/runs/vae/alignment?target=..%2Fvae", None, "'vae' or 'ae'"),
+    "alignment without a target": ("get", "/api/runs/vae/alignment", None, "target: Field required"),
+    "verdict page of zero rows": ("get", "/api/runs/vae/verdicts?limit=0", None, "greater than or equal to 1"),
+    "run info of an unknown run": ("get", "/api/runs/nope", None, "unknown run 'nope'"),
 }
 
 
 @pytest.mark.parametrize("case", BAD_REQUESTS.values(), ids=BAD_REQUESTS.keys())
 def test_bad_requests_are_4xx_with_a_reason(client, case):
     method, path, body, reason = case
-    response = client.request(method, path, json=body)
+    if isinstance(body, str):  # raw JSON text, for numbers Python's json module cannot write
+        response = client.request(method, path, content=body, headers={"Content-Type": "application/json"})
+    else:
+        response = client.request(method, path, json=body)
     assert 400 <= response.status_code < 500, response.text
     assert reason in detail_text(response)
 
@@ -303,12 +466,12 @@ def test_bad_requests_are_4xx_with_a_reason(client, case):
 @pytest.mark.parametrize("shape", [(3, 2), (2, 6), (1, 6), (6,), (2, 3, 1), (1, 2)])
 def test_codes_of_the_wrong_width_are_rejected_not_reshaped(explorer, shape):
     with pytest.raises(AtlasError, match=r"codes must have shape \(B, 3\)"):
-        explorer["vae"].decode(np.zeros(shape, dtype=np.float32))
+        explorer.session("vae").decode(np.zeros(shape, dtype=np.float32))
 
 
 def test_a_wrong_width_request_in_a_batch_fails_alone(explorer):
     """A (1, 6) request must not come back as two decoded 3-D codes, nor spoil the requests batched with it."""
-    session = explorer["vae"]
+    session = explorer.session("vae")
 
     async def scenario():
         batcher = Batcher(session.decode, max_rows=64, thread=thread)
@@ -356,7 +519,7 @@ def test_an_internal_error_is_a_500_with_the_security_headers(runs_dir, monkeypa
     app = create_app([runs_dir / "vae"])
     monkeypatch.setattr(RunSession, "info", broken)
     with TestClient(app, raise_server_exceptions=False) as failing:
-        response = failing.get("/api/runs")
+        response = failing.get("/api/runs/vae")
     assert response.status_code == 500 and response.json() == {"detail": "internal server error"}
     assert response.headers["x-content-type-options"] == "nosniff"
 
@@ -410,7 +573,7 @@ def test_serve_on_loopback_rejects_other_host_names(runs_dir, client, monkeypatc
                         lambda server, sockets: served.append((server.config.app, sockets[0].getsockname()[1])))
     serve([runs_dir / "vae"], host="127.0.0.1", port=0, torch_threads=torch.get_num_threads())
     (app, port), = served
-    assert f"http://127.0.0.1:{port}/" in capsys.readouterr().out
+    assert f"http://127.0.0.1:{port}/  serving 1 run (vae)" in capsys.readouterr().out
     with TestClient(app) as served_client:
         assert served_client.get("/api/runs", headers={"Host": "evil.example"}).status_code == 400
         assert served_client.get("/api/runs", headers={"Host": f"127.0.0.1:{port}"}).status_code == 200
@@ -506,7 +669,7 @@ def test_batcher_isolates_a_failing_request():
 def test_latent_dimension_five_gets_a_pca_view_and_five_coordinates(run5):
     app = create_app([run5.path], max_batch=MAX_BATCH)
     with TestClient(app) as five:
-        info = five.get("/api/runs").json()["runs"][0]
+        info = five.get("/api/runs/vae5").json()
         assert info["latent_dim"] == 5 and info["projection"]["method"] == "pca"
         codes = run_latents(run5).codes
         page = five.get("/api/runs/vae5/codes", params={"decimals": 8}).json()
@@ -519,40 +682,77 @@ def test_latent_dimension_five_gets_a_pca_view_and_five_coordinates(run5):
         assert three.status_code == 422 and "at least 5" in three.json()["message"]
 
 
-def test_loading_problems_are_atlas_errors(runs_dir, run5, tmp_path):
+def test_runs_of_different_dimensions_are_served_together_each_with_its_own_schema(runs_dir, run5):
+    app = create_app([runs_dir / "vae", run5.path], max_batch=MAX_BATCH)
+    with TestClient(app) as both:
+        assert [r["latent_dim"] for r in both.get("/api/runs").json()["runs"]] == [3, 5]
+        assert both.post("/api/runs/vae/decode", json={"codes": [[0.1] * 3]}).status_code == 200
+        assert both.post("/api/runs/vae5/decode", json={"codes": [[0.1] * 5]}).status_code == 200
+        wrong = both.post("/api/runs/vae/decode", json={"codes": [[0.1] * 5]})
+        assert wrong.status_code == 422 and "at most 3" in wrong.json()["message"]
+        paths = both.get("/openapi.json").json()["paths"]
+        assert "/api/runs/vae5/compass" in paths and "/api/runs/vae/compass" in paths
+
+
+def test_loading_problems_are_atlas_errors_or_409s_on_first_use(runs_dir, tmp_path):
     with pytest.raises(AtlasError, match="not found"):
         create_app([tmp_path / "missing"])
-    with pytest.raises(AtlasError, match=r"share a latent dimension.*vae \(latent dimension 3\).*vae5 \(latent dimension 5\)"):
-        create_app([runs_dir / "vae", run5.path])
-    with pytest.raises(AtlasError, match="compares two"):
-        create_app([runs_dir / "vae"] * 3)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(AtlasError, match="neither a run folder"):
+        create_app([empty])
     broken = tmp_path / "broken"
     shutil.copytree(runs_dir, broken)
     (broken / "vae" / "model.safetensors").write_bytes(b"not a checkpoint")
-    with pytest.raises(AtlasError, match="safetensors"):
-        create_app([broken / "vae"])
+    app = create_app([broken / "vae", broken / "ae"])  # only config.json is read at startup
+    with TestClient(app) as lazy:
+        assert lazy.get("/api/runs").status_code == 200
+        failed = lazy.get("/api/runs/vae")
+        assert failed.status_code == 409 and "safetensors" in failed.json()["detail"]
+        assert lazy.post("/api/runs/vae/decode", json={"codes": [[0, 0, 0]]}).status_code == 409
+        assert lazy.get("/api/runs/ae").status_code == 200  # the other run is unaffected
 
 
-def test_runs_on_one_dataset_share_one_model_independent_oracle(client, runs_dir):
-    vae, ae = (info["oracle"] for info in client.get("/api/runs").json()["runs"])
+def test_nothing_is_loaded_until_a_run_is_used(runs_dir):
+    app = create_app([runs_dir / "vae", runs_dir / "ae"], max_batch=MAX_BATCH)
+    explorer = app.state.explorer
+    with TestClient(app) as lazy:
+        lazy.get("/api/runs")
+        assert explorer.loaded("vae") is None and explorer.loaded("ae") is None
+        lazy.post("/api/runs/ae/decode", json={"codes": [[0, 0, 0]]})
+        assert explorer.loaded("ae") is not None and explorer.loaded("vae") is None
+
+
+def test_the_explorer_never_writes_into_the_folders_it_reads(runs_dir, tmp_path):
+    copy = tmp_path / "runs"
+    shutil.copytree(runs_dir, copy)
+    (copy / "vae" / LATENTS_FILE).unlink(missing_ok=True)
+    before = sorted((p.relative_to(copy), p.stat().st_mtime_ns) for p in copy.rglob("*"))
+    app = create_app([copy / "vae", copy / "ae"], max_batch=MAX_BATCH)
+    with TestClient(app) as reader:
+        assert reader.post("/api/runs/vae/correspond", json={"target": "ae", "codes": [[0, 0, 0]]}).status_code == 200
+        assert reader.get("/api/runs/vae/verdicts").status_code == 200
+    assert sorted((p.relative_to(copy), p.stat().st_mtime_ns) for p in copy.rglob("*")) == before
+
+
+def test_runs_on_one_dataset_share_one_model_independent_oracle(client, explorer):
+    vae, ae = (client.get(f"/api/runs/{run}").json()["oracle"] for run in ("vae", "ae"))
     assert vae == ae  # one yardstick for both runs, whatever the models
-    sessions = Explorer.load([runs_dir / "vae", runs_dir / "ae"]).sessions
+    sessions = {run: explorer.session(run) for run in ("vae", "ae")}
     assert sessions["ae"].oracle is sessions["vae"].oracle
-    assert sessions["vae"].oracle.threshold_ is None  # nothing calibrated on reconstructions
+    assert sessions["vae"].oracle.shape_threshold == shape_threshold_for(sessions["vae"].dataset.config)
 
 
 def test_a_saved_legacy_oracle_json_does_not_change_the_verdict(runs_dir, tmp_path, client):
     copy = tmp_path / "runs"
     shutil.copytree(runs_dir, copy)
     dataset = load_run(copy / "vae").load_dataset()
-    saved = HeatmapOracle.for_dataset(dataset).fit(dataset.images[:5])  # a calibrated threshold near 1e-7
-    write_json(copy / "vae" / ORACLE_FILE, saved.to_dict())
-    sessions = Explorer.load([copy / "vae"]).sessions
-    assert sessions["vae"].oracle.shape_threshold == shape_threshold_for(dataset.config)
+    write_json(copy / "vae" / ORACLE_FILE, {"threshold": 1e-7, "shape_threshold": 1e-7})  # a calibrated-era file
+    session = Explorer.from_folders([copy / "vae"]).session("vae")
+    assert session.oracle.shape_threshold == shape_threshold_for(dataset.config)
     codes = np.array([[0.0, 0.0, 0.0]], dtype=np.float32)
     expected = client.post("/api/runs/vae/decode", json={"codes": codes.tolist()}).json()
-    decoded = sessions["vae"].decode(codes)
-    assert decoded.verdict.valid.tolist() == expected["valid"]
+    assert session.decode(codes).verdict.valid.tolist() == expected["valid"]
 
 
 def test_the_same_folder_name_twice_gets_two_ids(runs_dir, tmp_path):

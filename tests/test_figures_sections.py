@@ -182,7 +182,7 @@ def test_norm_profiles_one_panel_per_dimension_with_histograms_and_chi():
             "4": generation(4, [1.0] * 4, codes_peak=40.0)}
     fig = figures.norm_profiles(runs)
     assert_renders(fig, 3)  # D = 3 has no prior_holes: left out
-    assert [ax.get_title() for ax in fig.axes] == ["D = 2", "D = 4", "D = 16"]
+    assert [ax.get_title().split("\n")[0] for ax in fig.axes] == ["D = 2", "D = 4", "D = 16"]
     ax = fig.axes[0]
     expected = norms(2)
     for name in ("prior", "aggregate", "codes"):
@@ -190,13 +190,14 @@ def test_norm_profiles_one_panel_per_dimension_with_histograms_and_chi():
         np.testing.assert_allclose(stairs.get_data().values, expected[name])
         np.testing.assert_allclose(stairs.get_data().edges, expected["edges"])
     np.testing.assert_allclose(xy(artist(ax, "chi")), np.column_stack([expected["centres"], expected["chi_density"]]))
-    assert "median 0.40" in artist(ax, "hist/codes").get_label()
+    assert ax.get_title().endswith("median ‖z‖: prior 1.50, aggregate 1.40, codes 0.40")
+    assert xy(artist(ax, "median/codes"))[0, 0] == pytest.approx(0.4)
     assert not [a for a in ax.get_children() if a.get_gid() == "clipped"]
     spiky = fig.axes[1]
-    assert artist(spiky, "clipped").get_text() == "codes clipped"
+    assert artist(spiky, "clipped").get_text() == "histogram clipped"
     assert spiky.get_ylim()[1] < 40.0
     chosen = figures.norm_profiles(runs, dims=[16, 2])
-    assert [ax.get_title() for ax in chosen.axes] == ["D = 2", "D = 16"]
+    assert [ax.get_title().split("\n")[0] for ax in chosen.axes] == ["D = 2", "D = 16"]
     with pytest.raises(AtlasError, match="latent dimension 8"):
         figures.norm_profiles(runs, dims=[8])
     with pytest.raises(AtlasError, match="at least one run"):
@@ -227,10 +228,10 @@ def metrics(auroc: float, auprc: float = 0.5) -> dict:
 
 @pytest.fixture()
 def detection() -> dict:
-    vae = {"student_t_df2": {"oracle_shape_residual": metrics(0.6), "reconstruction_error": metrics(0.9),
-                             "negative_elbo": metrics(0.3, 0.2)},
-           "corruption:blur": {"oracle_shape_residual": metrics(1.0), "reconstruction_error": metrics(0.7),
-                               "negative_elbo": metrics(0.55, 0.9)}}
+    vae = {"corruption:blur": {"oracle_shape_residual": metrics(1.0), "reconstruction_error": metrics(0.7),
+                               "negative_elbo": metrics(0.55, 0.9)},
+           "student_t_df2": {"oracle_shape_residual": metrics(0.6), "reconstruction_error": metrics(0.9),
+                             "negative_elbo": metrics(0.3, 0.2)}}
     ae = {"student_t_df2": {"oracle_shape_residual": metrics(0.61), "reconstruction_error": metrics(0.8)},
           "corruption:blur": {"oracle_shape_residual": metrics(0.99), "reconstruction_error": metrics(0.75)}}
     return {"vae": vae, "ae": ae, "cvae": None}
@@ -241,12 +242,14 @@ def test_anomaly_auroc_heatmap_holds_the_values_with_the_reference_last(detectio
     assert_renders(fig, 3)  # two models (None left out) and the colour bar
     vae, ae = fig.axes[:2]
     expected_columns = ["reconstruction error", "negative ELBO", "oracle shape residual (reference)"]
-    assert [t.get_text().replace("\n", " ") for t in ae.get_xticklabels()] == expected_columns
-    assert [t.get_text() for t in vae.get_yticklabels()] == ["student_t_df2", "corruption: blur"]
+    assert [t.get_text().replace("\n", " ") for t in vae.get_xticklabels()] == expected_columns
+    assert [t.get_text() for t in vae.get_yticklabels()] == ["Student t heatmaps, df = 2", "corruption: blur"]
     np.testing.assert_allclose(artist(vae, "auroc/vae").get_array().filled(np.nan), [[0.9, 0.3, 0.6],
                                                                                      [0.7, 0.55, 1.0]])
     image = artist(ae, "auroc/ae").get_array()
     assert image.mask[:, 1].all() and not image.mask[:, [0, 2]].any()  # the AE has no negative ELBO: blank
+    assert artist(ae, "missing/ae/student_t_df2/negative_elbo").get_text() == "n/a"
+    assert not [a for a in vae.get_children() if (a.get_gid() or "").startswith("missing/")]
     np.testing.assert_allclose(image.data[:, [0, 2]], [[0.8, 0.61], [0.75, 0.99]])
     reference = artist(vae, "reference")
     assert reference.get_x() == pytest.approx(1.5) and reference.get_width() == 1
@@ -273,14 +276,14 @@ def summary(median: float, p90: float) -> dict:
 def imputation(scale: float) -> dict:
     def method(rmse, var_x, rho):
         return {"n_images": 8, "missing_fraction": 0.25, "missing_rmse": summary(rmse * scale, 2 * rmse * scale),
-                "factor_errors": {"var_x": summary(var_x, 1.5 * var_x), "rho": summary(rho, 1.2 * rho)},
+                "factor_errors": {"rho": summary(rho, 1.2 * rho), "var_x": summary(var_x, 1.5 * var_x)},
                 "valid": {"fraction": 0.9}}
 
-    return {"n_images": 8, "masks": {
-        "quadrant": {"start": method(0.3, 0.5, 0.2), "iterative": method(0.02, 0.05, 0.03),
-                     "optimise": method(0.01, 0.04, 0.02)},
+    return {"n_images": 8, "masks": {  # in the JSON's (sorted) order: the figure puts factors and masks in its own
         "random_pixels": {"start": method(0.5, 0.9, 0.4), "iterative": method(0.03, 0.06, 0.05),
-                          "optimise": method(0.02, 0.05, 0.04)}}}
+                          "optimise": method(0.02, 0.05, 0.04)},
+        "quadrant": {"start": method(0.3, 0.5, 0.2), "iterative": method(0.02, 0.05, 0.03),
+                     "optimise": method(0.01, 0.04, 0.02)}}}
 
 
 def test_imputation_errors_medians_and_p90_per_mask_method_and_model():
@@ -299,7 +302,8 @@ def test_imputation_errors_medians_and_p90_per_mask_method_and_model():
     rho_random = fig.axes[5]
     assert xy(by_gid(rho_random, "median/")["median/vae/start"])[0, 1] == pytest.approx(0.4)
     assert [t.get_text() for t in rho_random.get_xticklabels()] == ["start (zeros)", "iterative", "optimise z"]
-    assert "rho absolute error" in fig.axes[4].get_ylabel()
+    assert "var_x relative error" in fig.axes[2].get_ylabel() and "rho absolute error" in fig.axes[4].get_ylabel()
+    assert fig.axes[1].get_title() == "50 % random pixels missing"
     only_rho = figures.imputation_errors({"vae": imputation(1.0)}, factors=["rho"])
     assert len(only_rho.axes) == 4
     with pytest.raises(AtlasError, match="at least one model"):

@@ -126,3 +126,37 @@ def test_report_opens_in_chromium_without_errors_or_requests(tiny_study):
         assert page.locator("img").count() > 60
     assert errors == []
     assert [url for url in requests if not url.startswith(("file:", "data:"))] == []
+
+
+STUDY_TOML_TEXT = """
+[data]
+grid_size = 16
+var_x = { start = 0.1, stop = 4.9, step = 0.8 }
+var_y = { start = 0.1, stop = 4.9, step = 0.8 }
+rho = { start = -0.9, stop = 0.9, step = 0.3 }
+[model]
+channels = [4, 8]
+hidden_dims = [32]
+[train]
+epochs = 2
+batch_size = 32
+[study]
+seeds = [0, 1]
+sections = ["dimensions", "toolbox"]
+dimensions = { latent_dims = [2, 4], seeds = [0, 1] }
+toolbox = { betas = [0.5, 2.0], seeds = [0] }
+"""
+
+
+def test_the_study_command_on_a_finished_study_prints_the_verdicts_and_runs_nothing(tiny_study, tmp_path, capsys):
+    from latent_atlas.cli import main
+    from latent_atlas.config import load_toml
+
+    config = tmp_path / "study.toml"
+    config.write_text(STUDY_TOML_TEXT)
+    assert study_config_from(load_toml(config)) == study_config_from(STUDY_TOML)
+    assert main(["study", "--config", str(config), "-o", str(tiny_study.output), "--backend", "local"]) == 0
+    out, err = capsys.readouterr()
+    assert "0 to run" in err
+    assert "gaussian-vae-s1" in out and "compare-gaussian: over 2 paired training seeds" in out
+    assert "test Frobenius error, mean:" in out and str(tiny_study.report) in out

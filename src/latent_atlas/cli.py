@@ -128,9 +128,7 @@ def _cmd_sweep(args: argparse.Namespace) -> None:
 def _cmd_explore(args: argparse.Namespace) -> None:
     from .explorer import serve
 
-    if len(args.run_dirs) > 2:
-        raise AtlasError(f"explore takes one or two run folders (e.g. a VAE and an AE), got {len(args.run_dirs)}")
-    serve(args.run_dirs, host=args.host, port=args.port)
+    serve(args.folders, host=args.host, port=args.port)
 
 
 def _cmd_oracle(args: argparse.Namespace) -> None:
@@ -285,8 +283,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     explore = commands.add_parser("explore", help="interactive latent explorer in the browser",
                                   description="Serve a local web app: click anywhere in latent space and see the "
-                                  "decoded heatmap; with two runs (AE and VAE), both side by side.")
-    explore.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="one or two run folders")
+                                  "decoded heatmap; compare any two runs through the images both encode. Runs are "
+                                  "loaded when first shown, so a study with dozens of runs starts at once.")
+    explore.add_argument("folders", nargs="+", metavar="DIR",
+                         help="run folders, or study / sweep folders (every run in their runs/)")
     explore.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1, loopback only)")
     explore.add_argument("--port", type=_port, default=8000, help="port (default 8000; 0 picks a free one)")
     explore.set_defaults(handler=_cmd_explore)

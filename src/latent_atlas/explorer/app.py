@@ -1,39 +1,67 @@
 """The explorer's web layer: validate the request, call the service, serialise the answer. No logic of its own.
 
-Images travel as ``uint8-base64``: each image is H*W bytes in row-major order, row 0 at y = -extent (draw
-with the origin at the bottom), pixel value = byte / 255, base64-encoded.
+Runs are served under ``/api/runs/<id>/``; each run's request bodies are exact for it (codes of its latent
+dimension, indices of its dataset), so the OpenAPI schema lists each run's endpoints. Images travel as
+``uint8-base64``: each image is H*W bytes in row-major order, row 0 at y = -extent (draw with the origin at
+the bottom), pixel value = byte / 255, base64-encoded.
 """
 
 import base64
 import functools
 import ipaddress
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import torch
 from fastapi import FastAPI, Query, Request
+from fastapi import Path as FastAPIPath
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from .. import __version__
 from ..errors import AtlasError
+from .alignment import CodeAlignment
 from .batching import Batcher, ModelThread
-from .service import Decoded, Explorer, RunSession
+from .schemas import (
+    CODE_BOUND,
+    MAX_PAGE,
+    MAX_PATH_POINTS,
+    AlignmentInfo,
+    AlignmentScoreInfo,
+    CodesPage,
+    CompassResponse,
+    CorrespondResponse,
+    DecodeResponse,
+    DefaultPair,
+    EncodeResponse,
+    ImageResponse,
+    Limits,
+    PathResponse,
+    Problem,
+    RunInfo,
+    RunListing,
+    RunsResponse,
+    Skipped,
+    VerdictsPage,
+    compass_request,
+    correspond_request,
+    decode_request,
+    encode_request,
+    finite_or_none,
+    path_request,
+)
+from .service import VERDICT_CHUNK, Decoded, Explorer, RunEntry, RunSession, RunUnavailable
 
 STATIC_DIR = Path(__file__).parent / "static"
 MAX_BODY_BYTES = 1_000_000
-MAX_PATH_POINTS = 64
-MAX_PAGE = 20_000
-CODE_BOUND = 1e4
-ANGLE_BOUND = 100.0
 IMAGE_ENCODING = "uint8-base64"
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
@@ -59,150 +87,35 @@ def encode_images(images: np.ndarray) -> list[str]:
     return [base64.b64encode(image.tobytes()).decode("ascii") for image in quantised]
 
 
-class Problem(BaseModel):
-    detail: str = Field(description="What is wrong with the request, in one line.")
-
-
-class FactorBoxInfo(BaseModel):
-    names: list[str]
-    low: list[float | None] = Field(description="Smallest recovered value in range, per factor (null: none).")
-    high: list[float | None] = Field(description="Largest recovered value in range, per factor (null: none).")
-    data_low: list[float | None] = Field(description="The data's own smallest value, per factor.")
-    data_high: list[float | None] = Field(description="The data's own largest value, per factor.")
-
-
-class OracleInfo(BaseModel):
-    source: str = Field(description="How validity is judged: the shape threshold (the corruption benchmark's rule "
-                                    "for the dataset's grid, no model involved) and the data's factor box.")
-    threshold: float | None = Field(description="Largest shape residual (||image - fitted|| / ||fitted||) still "
-                                                "called a heatmap of the family.")
-    family: str
-    box: FactorBoxInfo = Field(description="The data's factor box with margins: in range means inside it.")
-
-
-class Projection(BaseModel):
-    method: Literal["axes", "pca"] = Field(description="axes: the first 3 latent axes; pca: 3 principal components.")
-    components: list[list[float]] = Field(description="(3, D): scatter coordinates = components @ code + offset.")
-    offset: list[float]
-
-
-class RunInfo(BaseModel):
-    id: str = Field(description="The run's id in every other endpoint: its folder name.")
-    name: str
-    kind: Literal["ae", "vae"]
-    latent_dim: int
-    n_codes: int
-    image_shape: list[int]
-    extent: float = Field(description="Images cover [-extent, extent] on both axes.")
-    dataset_kind: str
-    factor_names: list[str] = Field(description="The dataset's true factors.")
-    colour_names: list[str] = Field(description="Columns of `colours` in the codes endpoint (factors and derived).")
-    recovered_factor_names: list[str] = Field(description="The factors the oracle recovers from decoded images.")
-    code_min: list[float]
-    code_max: list[float]
-    code_median: list[float]
-    projection: Projection
-    oracle: OracleInfo
-    metrics: dict[str, dict[str, float | None]] = Field(description="Test-set figures from the run's metrics.json.")
-
-
-class Limits(BaseModel):
-    max_batch: int = Field(description="Most codes in one decode request.")
-    max_path_points: int
-    max_body_bytes: int
-    max_page: int = Field(description="Most rows in one page of codes.")
-    code_bound: float = Field(description="Every coordinate must lie in [-code_bound, code_bound].")
-
-
-class RunsResponse(BaseModel):
-    version: str
-    image_encoding: Literal["uint8-base64"]
-    limits: Limits
-    runs: list[RunInfo]
-
-
-class CodesPage(BaseModel):
-    run: str
-    total: int = Field(description="Codes in the run (one per dataset image, index = dataset index).")
-    offset: int
-    count: int
-    codes: list[list[float]] = Field(description="(count, D) latent codes (posterior means for the VAE).")
-    projected: list[list[float]] = Field(description="(count, 3) scatter coordinates.")
-    colour_names: list[str]
-    colours: list[list[float]] = Field(description="(count, len(colour_names)) true factors and derived values.")
-    is_test: list[bool]
-
-
-class DecodeResponse(BaseModel):
-    run: str
-    image_shape: list[int]
-    image_encoding: Literal["uint8-base64"]
-    images: list[str] = Field(description="One uint8-base64 image per code (see the API description).")
-    factor_names: list[str]
-    factors: list[list[float]] = Field(description="(B, K) factors of the nearest heatmap of the family (the oracle's fit).")
-    residual: list[float] = Field(description="(B,) Frobenius distance to that heatmap.")
-    shape_residual: list[float] = Field(description="(B,) residual / Frobenius norm of that heatmap (scale-free).")
-    shape_ok: list[bool] = Field(description="(B,) shape_residual <= threshold: a heatmap of the family.")
-    in_range: list[bool] = Field(description="(B,) recovered factors inside the data's factor box.")
-    valid: list[bool] | None = Field(description="(B,) in-distribution valid: shape_ok and in_range.")
-    failure: list[Literal["", "shape", "range", "shape+range"]] = Field(
-        description="(B,) which check fails: empty when valid.")
-    threshold: float | None = Field(description="The shape threshold.")
-
-
-class ImageResponse(BaseModel):
-    run: str
-    index: int
-    image_shape: list[int]
-    image_encoding: Literal["uint8-base64"]
-    image: str
-    factors: dict[str, float] = Field(description="The image's true factors.")
-    is_test: bool
-    code: list[float] = Field(description="The image's latent code.")
-
-
-class EncodeResponse(BaseModel):
-    run: str
-    index: int
-    code: list[float] = Field(description="Posterior mean (the AE's code).")
-    logvar: list[float] | None = Field(description="Posterior log-variance for the VAE, null for the AE.")
-
-
-class PathResponse(BaseModel):
-    run: str
-    kind: Literal["line", "angular", "isovariance"]
-    description: str
-    points: list[list[float]] = Field(description="(n, D) latent points along the path.")
-    projected: list[list[float]] = Field(description="(n, 3) the same points in the scatter's coordinates.")
-    decoded: DecodeResponse
-
-
 def decode_response(session: RunSession, decoded: Decoded) -> DecodeResponse:
+    verdict = decoded.verdict
     return DecodeResponse(
         run=session.id,
         image_shape=list(decoded.images.shape[1:]),
         image_encoding=IMAGE_ENCODING,
         images=encode_images(decoded.images),
         factor_names=list(session.oracle.factor_names),
-        factors=decoded.verdict.factors.tolist(),
-        residual=decoded.verdict.residual.tolist(),
-        shape_residual=decoded.verdict.shape_residual.tolist(),
-        shape_ok=decoded.verdict.shape_ok.tolist(),
-        in_range=decoded.verdict.in_range.tolist(),
-        valid=decoded.verdict.valid.tolist(),
-        failure=decoded.verdict.failure.tolist(),
-        threshold=decoded.verdict.shape_threshold,
+        factors=finite_or_none(verdict.factors.tolist()),
+        residual=finite_or_none(verdict.residual.tolist()),
+        shape_residual=finite_or_none(verdict.shape_residual.tolist()),
+        shape_ok=verdict.shape_ok.tolist(),
+        in_range=verdict.in_range.tolist(),
+        valid=verdict.valid.tolist(),
+        failure=verdict.failure.tolist(),
+        threshold=verdict.shape_threshold,
     )
 
 
-def whole_number(value: Any) -> Any:
-    """JSON Schema counts 3.0 as an integer; strict validation would not."""
-    return int(value) if isinstance(value, float) and value.is_integer() else value
-
-
-def integer(low: int, high: int, **field: Any) -> Any:
-    """An integer field in [low, high] that also takes 3.0 (bounds first, or they miss the JSON schema)."""
-    return Annotated[int, Field(ge=low, le=high, **field), BeforeValidator(whole_number)]
+def alignment_info(source: str, target: str, alignment: CodeAlignment) -> AlignmentInfo:
+    score = alignment.score_
+    description = (f"{alignment.method_} map from {source}'s codes to {target}'s, fitted on the "
+                   f"{alignment.n_train_} training images both encode; on the {score.n} test images: "
+                   f"R² {score.r2:.3f}, median error {score.median_error:.2f} of {target}'s code spacings")
+    return AlignmentInfo(source=source, target=target, method=alignment.method_, description=description,
+                         score=AlignmentScoreInfo(**score.to_dict()),
+                         candidates=[AlignmentScoreInfo(**s.to_dict()) for s in alignment.scores_.values()],
+                         selection=alignment.selection_, n_train=alignment.n_train_,
+                         source_spacing=alignment.source_spacing_, target_spacing=alignment.target_spacing_)
 
 
 def _location(loc: tuple[Any, ...]) -> str:
@@ -225,6 +138,11 @@ async def atlas_problem(request: Request, exc: AtlasError) -> JSONResponse:
     return JSONResponse({"detail": str(exc)}, status_code=422)
 
 
+async def unavailable_problem(request: Request, exc: RunUnavailable) -> JSONResponse:
+    """409: the run is listed but cannot be served now (training unfinished, files missing or corrupt)."""
+    return JSONResponse({"detail": str(exc)}, status_code=409)
+
+
 async def internal_problem(request: Request, exc: Exception) -> JSONResponse:
     """500 for a bug; sent from outside every middleware, so it carries the security headers itself."""
     return JSONResponse({"detail": "internal server error"}, status_code=500, headers=SECURITY_HEADERS)
@@ -233,11 +151,18 @@ async def internal_problem(request: Request, exc: Exception) -> JSONResponse:
 TOO_LARGE = f"the request body is larger than the limit of {MAX_BODY_BYTES} bytes"
 
 
-async def http_problem(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-    detail = TOO_LARGE if exc.status_code == 413 else exc.detail
-    if exc.status_code == 400 and exc.__cause__ is not None:  # FastAPI could not read the body as JSON text
-        detail = f"the request body is not readable JSON: {str(exc.__cause__)[:200]}"
-    return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=getattr(exc, "headers", None))
+def http_problem_for(run_ids: tuple[str, ...]) -> Any:
+    async def http_problem(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        detail = TOO_LARGE if exc.status_code == 413 else exc.detail
+        if exc.status_code == 400 and exc.__cause__ is not None:  # FastAPI could not read the body as JSON text
+            detail = f"the request body is not readable JSON: {str(exc.__cause__)[:200]}"
+        parts = request.url.path.split("/")
+        if exc.status_code == 404 and parts[1:3] == ["api", "runs"] and len(parts) > 3 and parts[3] not in run_ids:
+            shown = parts[3][:80]
+            detail = f"unknown run {shown!r}; this explorer serves {len(run_ids)} runs: see /api/runs"
+        return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+    return http_problem
 
 
 class BodySizeLimit:
@@ -305,69 +230,165 @@ def trusted_hosts(host: str, address: str) -> tuple[str, ...] | None:
     return LOOPBACK_HOSTS if own in LOOPBACK_HOSTS else (*LOOPBACK_HOSTS, own)
 
 
-def create_app(run_dirs: list[str | Path], max_batch: int = 256,
+def create_app(folders: list[str | Path], max_batch: int = 256,
                allowed_hosts: tuple[str, ...] | list[str] | None = None) -> FastAPI:
-    """The explorer for one or two run folders (AtlasError when one cannot be loaded or they differ in dimension).
+    """The explorer for run folders and study or sweep folders (every run in their ``runs/``).
 
-    Model work runs on one thread with the calling thread's torch intra-op thread count (``serve`` sets 1).
-    ``allowed_hosts``: the Host header names (any port) to answer, others get 400; None answers any.
+    Only the runs' config.json files are read here; a run is loaded when it is first used. Model work runs on
+    one thread with the calling thread's torch intra-op thread count (``serve`` sets 1). ``allowed_hosts``:
+    the Host header names (any port) to answer, others get 400; None answers any.
     """
     if not 1 <= max_batch <= 4096:
         raise AtlasError(f"max_batch must lie in 1..4096, got {max_batch}")
-    return build_app(Explorer.load(run_dirs), max_batch, allowed_hosts)
+    return build_app(Explorer.from_folders(folders), max_batch, allowed_hosts)
+
+
+class RunRoutes:
+    """Adds one run's endpoints under /api/runs/<id>/, with request bodies exact for its dimension and dataset."""
+
+    def __init__(self, app: FastAPI, explorer: Explorer, model_thread: ModelThread, batchers: dict[str, Batcher],
+                 max_batch: int):
+        self.app = app
+        self.explorer = explorer
+        self.thread = model_thread
+        self.batchers = batchers
+        self.max_batch = max_batch
+        self.problems = {400: {"model": Problem, "description": "A body that is not JSON, or a bad Content-Length."},
+                         409: {"model": Problem, "description": "The run cannot be served now (training not "
+                                                                "finished, files missing or corrupt)."},
+                         413: {"model": Problem, "description": "Request body too large."},
+                         422: {"description": "Invalid input; the answer says what is wrong."}}
+
+    async def session(self, run_id: str) -> RunSession:
+        """The run, loaded on the model thread the first time it is asked for."""
+        found = self.explorer.loaded(run_id)
+        return found if found is not None else await self.thread.run(self.explorer.session, run_id)
+
+    def add(self, entry: RunEntry) -> None:
+        run_id, prefix, tags = entry.id, f"/api/runs/{entry.id}", [f"run {entry.id}"]
+        app, problems = self.app, self.problems
+        DecodeRequest = decode_request(entry.latent_dim, self.max_batch)
+        EncodeRequest = encode_request(entry.n_images)
+        CompassRequest = compass_request(entry.latent_dim)
+        CorrespondRequest = correspond_request(entry.latent_dim, self.max_batch, self.explorer.ids)
+        PathRequest = path_request(entry.latent_dim)
+        Index = Annotated[int, FastAPIPath(ge=0, le=entry.n_images - 1, description="A dataset image index.")]
+        RunId = Literal[self.explorer.ids]  # type: ignore[valid-type]
+        Target = Annotated[RunId, Query(description="The run to align with.")]
+        batcher = self.batchers[run_id]
+        session_of = self.session
+
+        @app.get(prefix, response_model=RunInfo, responses=problems, tags=tags)
+        async def info() -> RunInfo:
+            """The run, loaded now if it was not: code ranges, the scatter's projection, the oracle's yardstick."""
+            return RunInfo(**(await session_of(run_id)).info())
+
+        @app.get(f"{prefix}/codes", response_model=CodesPage, responses=problems, tags=tags)
+        async def codes(
+            offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
+            limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = MAX_PAGE,
+            decimals: Annotated[int, Query(ge=1, le=8, description="Rounding of every number.")] = 4,
+        ) -> CodesPage:
+            """One page of codes, scatter coordinates and true factors, in dataset order."""
+            session = await session_of(run_id)
+            page = await run_in_threadpool(session.codes_page, offset, limit, decimals)
+            return CodesPage(run=run_id, colour_names=list(session.colour_names), **page)
+
+        @app.get(f"{prefix}/verdicts", response_model=VerdictsPage, responses=problems, tags=tags)
+        async def verdicts(
+            offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
+            limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = MAX_PAGE,
+        ) -> VerdictsPage:
+            """The oracle's verdict on every image's reconstruction (its code decoded), in dataset order, for
+            colouring the scatter; computed on first use in chunks (decodes in between are not held up)."""
+            session = await session_of(run_id)
+            for start in range(0, session.n_images, VERDICT_CHUNK):
+                if session.reconstruction_verdict is not None:
+                    break
+                await self.thread.run(session.verdict_rows, start)
+            verdict = session.reconstruction_verdict
+            rows = slice(offset, min(offset + limit, session.n_images))
+            return VerdictsPage(run=run_id, total=session.n_images, offset=offset, count=max(0, rows.stop - rows.start),
+                                shape_ok=verdict.shape_ok[rows].tolist(), in_range=verdict.in_range[rows].tolist(),
+                                valid=verdict.valid[rows].tolist(),
+                                shape_residual=finite_or_none(np.round(verdict.shape_residual[rows], 5).tolist()),
+                                threshold=verdict.shape_threshold)
+
+        @app.get(f"{prefix}/images/{{index}}", response_model=ImageResponse, responses=problems, tags=tags)
+        async def image(index: Index) -> ImageResponse:
+            """A dataset image with its true factors and code (for hovering a point)."""
+            found = (await session_of(run_id)).image(index)
+            return ImageResponse(run=run_id, image_shape=list(found["image"].shape), image_encoding=IMAGE_ENCODING,
+                                 image=encode_images(found["image"][None])[0],
+                                 **{k: found[k] for k in ("index", "factors", "is_test", "code")})
+
+        @app.post(f"{prefix}/encode", response_model=EncodeResponse, responses=problems, tags=tags)
+        async def encode(request: EncodeRequest) -> EncodeResponse:  # type: ignore[valid-type]
+            """Encode the dataset image at ``index`` with the run's encoder."""
+            session = await session_of(run_id)
+            mean, logvar = await self.thread.run(session.encode, request.index)
+            return EncodeResponse(run=run_id, index=request.index, code=mean.tolist(),
+                                  logvar=None if logvar is None else logvar.tolist())
+
+        @app.post(f"{prefix}/decode", response_model=DecodeResponse, responses=problems, tags=tags)
+        async def decode(request: DecodeRequest) -> DecodeResponse:  # type: ignore[valid-type]
+            """Decode a batch of codes; the oracle fits a heatmap to each image and says whether it is valid: a
+            heatmap of the family (shape) with factors inside the data's box (range)."""
+            decoded = await batcher.submit(np.asarray(request.codes, dtype=np.float32))
+            return decode_response(await session_of(run_id), decoded)
+
+        @app.post(f"{prefix}/paths", response_model=PathResponse, responses=problems, tags=tags)
+        async def paths(request: PathRequest) -> PathResponse:  # type: ignore[valid-type]
+            """Sample a path (a line between two codes, an arc around a centre, the isovariance path) and decode it."""
+            session = await session_of(run_id)
+            path = await self.thread.run(functools.partial(session.path, **request.model_dump()))
+            decoded = await batcher.submit(path.points.astype(np.float32))
+            return PathResponse(run=run_id, kind=request.kind, description=path.description,
+                                points=path.points.tolist(), projected=session.view.apply(path.points).tolist(),
+                                decoded=decode_response(session, decoded))
+
+        @app.post(f"{prefix}/compass", response_model=CompassResponse, responses=problems, tags=tags)
+        async def compass(request: CompassRequest) -> CompassResponse:  # type: ignore[valid-type]
+            """The gradient of each recovered factor (log variances, rho, log df) over the latent axes at a code, by
+            central differences: the code and its 2D neighbours decoded in one batch, one oracle call."""
+            session = await session_of(run_id)
+            code = np.asarray(request.code, dtype=np.float64)
+            stencil_codes, step = session.compass_codes(code, request.step)
+            decoded = await batcher.submit(stencil_codes.astype(np.float32))
+            found = session.compass(code, step, decoded)
+            return CompassResponse(
+                run=run_id, code=code.tolist(), step=step, factor_names=list(found.factor_names), units=found.units,
+                value=finite_or_none(found.value.tolist()),
+                gradient=None if found.gradient is None else finite_or_none(found.gradient.tolist()),
+                status=found.status, message=found.message(), shape_ok=found.verdict.shape_ok.tolist(),
+                in_range=found.verdict.in_range.tolist(), threshold=found.verdict.shape_threshold)
+
+        @app.get(f"{prefix}/alignment", response_model=AlignmentInfo, responses=problems, tags=tags)
+        async def alignment(target: Target) -> AlignmentInfo:
+            """How this run's codes map to ``target``'s through the images both encode, and how well (held out)."""
+            await session_of(run_id)
+            await session_of(target)
+            fitted = await self.thread.run(self.explorer.alignment, run_id, target)
+            return alignment_info(run_id, target, fitted)
+
+        @app.post(f"{prefix}/correspond", response_model=CorrespondResponse, responses=problems, tags=tags)
+        async def correspond(request: CorrespondRequest) -> CorrespondResponse:  # type: ignore[valid-type]
+            """Map codes of this run to the corresponding codes of ``target`` (the alignment fitted on the images both
+            encode) and decode them there."""
+            await session_of(run_id)
+            target_session = await session_of(request.target)
+            codes = np.asarray(request.codes, dtype=np.float32)
+            mapped, support = await self.thread.run(self.explorer.correspond, run_id, request.target, codes)
+            decoded = await self.batchers[request.target].submit(mapped.astype(np.float32))
+            fitted = self.explorer.aligned(run_id, request.target)
+            return CorrespondResponse(run=run_id, target=request.target, codes=mapped.tolist(),
+                                      support=finite_or_none(support.tolist()),
+                                      alignment=alignment_info(run_id, request.target, fitted),
+                                      decoded=decode_response(target_session, decoded))
 
 
 def build_app(explorer: Explorer, max_batch: int = 256,
               allowed_hosts: tuple[str, ...] | list[str] | None = None) -> FastAPI:
-    dim = explorer.latent_dim
-    run_ids = tuple(explorer.sessions)
-    Coordinate = Annotated[float, Field(ge=-CODE_BOUND, le=CODE_BOUND, allow_inf_nan=False)]
-    Code = Annotated[list[Coordinate], Field(min_length=dim, max_length=dim,
-                                             description=f"A latent point: {dim} finite numbers.")]
-    Axis = integer(0, dim - 1, description="A latent axis index.")
-    PathPoints = integer(2, MAX_PATH_POINTS)
-    RunId = Literal[run_ids]  # type: ignore[valid-type]
-    Index = integer(0, explorer.max_images - 1, description="A dataset image index.")
-    strict = ConfigDict(extra="forbid", strict=True)  # no coercion: true is not 1, "1" is not a number
-
-    class DecodeRequest(BaseModel):
-        model_config = strict
-        codes: list[Code] = Field(min_length=1, max_length=max_batch,
-                                  description=f"1..{max_batch} latent points of dimension {dim}.")
-
-    class EncodeRequest(BaseModel):
-        model_config = strict
-        index: Index
-
-    class LinePath(BaseModel):
-        model_config = strict
-        kind: Literal["line"]
-        start: Code
-        end: Code
-        n_points: PathPoints = 10
-
-    class AngularPath(BaseModel):
-        model_config = strict
-        kind: Literal["angular"]
-        center: Code
-        axes: Annotated[list[Axis], Field(min_length=2, max_length=2, json_schema_extra={"uniqueItems": True},
-                                          description="Two distinct latent axes (the arc's plane).")]
-        radius: Annotated[float, Field(gt=0, le=CODE_BOUND, allow_inf_nan=False)] = 1.0
-        start_angle: Annotated[float, Field(ge=-ANGLE_BOUND, le=ANGLE_BOUND, allow_inf_nan=False)] = 0.0
-        end_angle: Annotated[float, Field(ge=-ANGLE_BOUND, le=ANGLE_BOUND, allow_inf_nan=False)] = 2 * np.pi
-        n_points: PathPoints = 12
-
-    class IsovariancePath(BaseModel):
-        model_config = strict
-        kind: Literal["isovariance"]
-        tolerance: Annotated[float, Field(gt=0, le=CODE_BOUND, allow_inf_nan=False,
-                                          description="Largest |var_x - var_y| of a strip code.")] = 0.3
-        n_bins: integer(2, 100) = 12
-        n_points: PathPoints = 12
-        axis: Axis | None = Field(None, description="The axis to walk along (default: the one carrying rho).")
-
-    PathRequest = Annotated[Union[LinePath, AngularPath, IsovariancePath], Field(discriminator="kind")]
-
     model_thread = ModelThread(torch.get_num_threads())
 
     @asynccontextmanager
@@ -380,74 +401,39 @@ def build_app(explorer: Explorer, max_batch: int = 256,
         lifespan=lifespan,
         docs_url=None,  # FastAPI's Swagger and ReDoc pages load scripts from a CDN; /openapi.json stays
         redoc_url=None,
+        telemetry={"tracing": False, "metrics": False, "logs": False},  # a local tool reports to nobody
         version=__version__,
         description=__doc__,
         exception_handlers={
             RequestValidationError: validation_problem,
+            RunUnavailable: unavailable_problem,
             AtlasError: atlas_problem,
-            StarletteHTTPException: http_problem,
+            StarletteHTTPException: http_problem_for(explorer.ids),
             Exception: internal_problem,
         },
     )
-    problems = {400: {"model": Problem, "description": "A body that is not JSON text, or a bad Content-Length."},
-                413: {"model": Problem, "description": "Request body too large."},
-                422: {"description": "Invalid input; the answer says what is wrong."}}
-    batchers = {run_id: Batcher(session.decode, max_batch, model_thread)
-                for run_id, session in explorer.sessions.items()}
     limits = Limits(max_batch=max_batch, max_path_points=MAX_PATH_POINTS, max_body_bytes=MAX_BODY_BYTES,
                     max_page=MAX_PAGE, code_bound=CODE_BOUND)
 
-    @app.get("/api/runs", response_model=RunsResponse, responses=problems, tags=["runs"])
+    def decoder(run_id: str) -> Callable[[np.ndarray], Decoded]:
+        return lambda rows: explorer.session(run_id).decode(rows)
+
+    batchers = {run_id: Batcher(decoder(run_id), max_batch, model_thread) for run_id in explorer.ids}
+
+    @app.get("/api/runs", response_model=RunsResponse, tags=["runs"],
+             responses={400: {"model": Problem, "description": "A bad Content-Length."},
+                        413: {"model": Problem, "description": "Request body too large."}})
     def runs() -> RunsResponse:
-        """The loaded runs (at most two, sharing a latent dimension) and the request limits."""
+        """Every run found in the folders served (study and sweep folders: every run in their runs/), with what
+        its config says; none is loaded until it is used. And the request limits."""
         return RunsResponse(version=__version__, image_encoding=IMAGE_ENCODING, limits=limits,
-                            runs=[RunInfo(**s.info()) for s in explorer.sessions.values()])
+                            runs=[RunListing(**entry.listing()) for entry in explorer.entries.values()],
+                            skipped=[Skipped(**s) for s in explorer.skipped],
+                            default=DefaultPair(a=explorer.default[0], b=explorer.default[1]))
 
-    @app.get("/api/runs/{run}/codes", response_model=CodesPage, responses=problems, tags=["runs"])
-    def codes(
-        run: RunId,
-        offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
-        limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = MAX_PAGE,
-        decimals: Annotated[int, Query(ge=1, le=8, description="Rounding of every number.")] = 4,
-    ) -> CodesPage:
-        """One page of codes, scatter coordinates and true factors, in dataset order."""
-        session = explorer[run]
-        return CodesPage(run=run, colour_names=list(session.colour_names),
-                         **session.codes_page(offset, limit, decimals))
-
-    @app.get("/api/runs/{run}/images/{index}", response_model=ImageResponse, responses=problems, tags=["data"])
-    def image(run: RunId, index: Index) -> ImageResponse:
-        """A dataset image with its true factors and code (for hovering a point)."""
-        session = explorer[run]
-        found = session.image(index)
-        return ImageResponse(run=run, image_shape=list(found["image"].shape), image_encoding=IMAGE_ENCODING,
-                             image=encode_images(found["image"][None])[0],
-                             **{k: found[k] for k in ("index", "factors", "is_test", "code")})
-
-    @app.post("/api/runs/{run}/encode", response_model=EncodeResponse, responses=problems, tags=["model"])
-    async def encode(run: RunId, request: EncodeRequest) -> EncodeResponse:
-        """Encode the dataset image at ``index`` with the run's encoder."""
-        mean, logvar = await model_thread.run(explorer[run].encode, request.index)
-        return EncodeResponse(run=run, index=request.index, code=mean.tolist(),
-                              logvar=None if logvar is None else logvar.tolist())
-
-    @app.post("/api/runs/{run}/decode", response_model=DecodeResponse, responses=problems, tags=["model"])
-    async def decode(run: RunId, request: DecodeRequest) -> DecodeResponse:
-        """Decode a batch of codes; the oracle fits a heatmap to each image and says whether it is valid: a heatmap
-        of the family (shape) with factors inside the data's box (range)."""
-        session = explorer[run]
-        decoded = await batchers[run].submit(np.asarray(request.codes, dtype=np.float32))
-        return decode_response(session, decoded)
-
-    @app.post("/api/runs/{run}/paths", response_model=PathResponse, responses=problems, tags=["model"])
-    async def paths(run: RunId, request: PathRequest) -> PathResponse:
-        """Sample a path (a line between two codes, an arc around a centre, the isovariance path) and decode it."""
-        session = explorer[run]
-        path = await model_thread.run(functools.partial(session.path, **request.model_dump()))
-        decoded = await batchers[run].submit(path.points.astype(np.float32))
-        return PathResponse(run=run, kind=request.kind, description=path.description, points=path.points.tolist(),
-                            projected=session.view.apply(path.points).tolist(),
-                            decoded=decode_response(session, decoded))
+    routes = RunRoutes(app, explorer, model_thread, batchers, max_batch)
+    for entry in explorer.entries.values():
+        routes.add(entry)
 
     @app.get("/", include_in_schema=False)
     def page() -> FileResponse:
@@ -459,7 +445,8 @@ def build_app(explorer: Explorer, max_batch: int = 256,
                             headers={"Cache-Control": "public, max-age=86400"})
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    app.state.run_ids = run_ids
+    app.state.run_ids = explorer.ids
+    app.state.explorer = explorer
     app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
     if allowed_hosts is not None:  # Starlette strips the port; a bracketed IPv6 name stays bracketed
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts), www_redirect=False)
@@ -484,8 +471,8 @@ def listening_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def serve(run_dirs: list[str | Path], host: str = "127.0.0.1", port: int = 8000, torch_threads: int = 1) -> None:
-    """Load the runs, print the address and serve until interrupted.
+def serve(folders: list[str | Path], host: str = "127.0.0.1", port: int = 8000, torch_threads: int = 1) -> None:
+    """Find the runs (run folders, study or sweep folders), print the address and serve until interrupted.
 
     On a loopback address only requests naming a loopback host are answered (``trusted_hosts``), so a web
     page whose domain is rebound to 127.0.0.1 cannot read the API; on any other address every host is.
@@ -493,17 +480,18 @@ def serve(run_dirs: list[str | Path], host: str = "127.0.0.1", port: int = 8000,
     Torch gets ``torch_threads`` intra-op threads (1: on a small, shared machine a second one costs more
     than it gains; see benchmarks/explorer_load.py).
     """
-    import torch
     import uvicorn
 
     torch.set_num_threads(torch_threads)
-    sock = listening_socket(host, port)  # first: a taken port fails before the runs are loaded
+    sock = listening_socket(host, port)  # first: a taken port fails before the runs are read
     with sock:
         bound_host, bound_port = sock.getsockname()[:2]
-        app = create_app(run_dirs, allowed_hosts=trusted_hosts(host, bound_host))
+        app = create_app(folders, allowed_hosts=trusted_hosts(host, bound_host))
         shown = f"[{bound_host}]" if ":" in bound_host else bound_host
-        print(f"latent-atlas explorer: http://{shown}:{bound_port}/  serving {', '.join(app.state.run_ids)}; "
-              "Ctrl-C to stop", flush=True)
+        ids = app.state.run_ids
+        listed = ", ".join(ids[:4]) + (f" and {len(ids) - 4} more" if len(ids) > 4 else "")
+        print(f"latent-atlas explorer: http://{shown}:{bound_port}/  serving {len(ids)} run{'s' * (len(ids) != 1)} "
+              f"({listed}); Ctrl-C to stop", flush=True)
         server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
         try:
             server.run(sockets=[sock])

@@ -22,7 +22,7 @@ from ..models.inference import reconstruct
 from ..training.run import load_run
 from .figures_compare import correlation_heatmap, density_figure, error_histograms, worst_examples_figure
 from .figures_data import reconstruction_examples, sample_grid, training_curves
-from .figures_latent import image_strip, path_overlay, projection_grid, scatter3d
+from .figures_latent import embedding_grid, image_strip, path_overlay, projection_grid, scatter3d
 from .html import FigureStore, NumberSources, inline_figure, json_pretty, plotly_js
 from .study_files import RunRow, StudyFiles
 from .verdicts import comparison_sentence, mean_interval
@@ -302,6 +302,14 @@ class ReportBuilder:
                      "codes against the prior's chi distribution")
             self.png("dimensions/kl-spectrum", kl_spectrum(generation),
                      f"KL per latent unit, sorted, at each latent dimension (seed {seed}): units near 0 have collapsed")
+        largest = rows.get(max(rows)) if rows else None
+        if largest is not None and self.files.has_analysis(largest, "embeddings"):
+            views = self.files.analysis(largest, "embeddings")["methods"]
+            if views:
+                arrays = self.files.arrays(largest, "embeddings")
+                self.png("dimensions/embeddings", embedding_grid(self.files.latents(largest),
+                                                                 {m: arrays[m] for m in views}, arrays["index"]),
+                         f"{largest.run}: its {max(rows)}-D codes embedded in 2-D by {', '.join(views)}", dpi=72)
 
     def toolbox_section(self) -> None:
         from .figures_sections import (

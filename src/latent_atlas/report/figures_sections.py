@@ -20,6 +20,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import MaxNLocator, NullFormatter, NullLocator
+from matplotlib.transforms import blended_transform_factory
 
 from ..errors import AtlasError
 from .figures_evidence import _colour, _number, _offsets, _seed_order, _wrap, _y_limits
@@ -54,11 +55,19 @@ ANOMALY_METRICS = {"auroc": "AUROC", "auprc": "AUPRC"}
 IMPUTATION_METHODS = {"start": "start (zeros)", "iterative": "iterative", "optimise": "optimise z"}
 MASK_LABELS = {"quadrant": "a quadrant missing", "central_block": "central block missing",
                "random_pixels": "50 % random pixels missing"}
-FEATURE_STYLE = {"codes": ("codes", "#9467bd"), "factors": ("true factors", "#2ca02c"), "pixels": ("pixels (PCA)",
-                                                                                                    "#7f7f7f")}
+FEATURE_STYLE = {"codes": ("codes", "#9467bd"), "factors": ("true factors", "#2ca02c"),
+                 "pixels": ("pixels (PCA)", "#7f7f7f")}
 CLUSTER_METHODS = {"kmeans": ("k-means", "o"), "gmm": ("Gaussian mixture", "s")}
 CLUSTER_METRICS = {"ari": "adjusted Rand index (0 = chance)", "nmi": "normalised mutual information"}
 BAND_NOTE = "line: mean over seeds; band: its 95 % t interval; dots: seeds"
+FACTOR_ORDER = ("var_x", "var_y", "rho", "df")
+KIND_LABELS = {"student_t_df2": "Student t heatmaps, df = 2"}
+
+
+def _ordered(names: Sequence[str], preferred: Sequence[str]) -> list[str]:
+    """The distinct names, those in ``preferred`` first in its order, then the rest as first seen."""
+    distinct = list(dict.fromkeys(names))
+    return [name for name in preferred if name in distinct] + [name for name in distinct if name not in preferred]
 
 
 def _level_order(value: Any) -> float:
@@ -116,14 +125,14 @@ def _setting_axis(ax, setting: str, levels: np.ndarray, log_x: bool) -> None:
 
 
 def _draw_curve(ax, entry: Mapping, colour: str, prefix: str = "", label: str | None = None,
-                seed_size: float = 3.5) -> list[float]:
+                seed_size: float = 3.5, band_alpha: float = 0.16) -> list[float]:
     """The mean over seeds (line), its interval (band) and the seeds (dots, a thin line per seed); returns the
     values drawn as points (seeds and means) for the axis limits."""
     levels, mean, low, high, per_seed = _curve(entry)
     banded = np.isfinite(low) & np.isfinite(high)
     if banded.any():
         ax.fill_between(levels, np.where(banded, low, 0.0), np.where(banded, high, 0.0), where=banded,
-                        color=colour, alpha=0.16, linewidth=0, gid=f"{prefix}band")
+                        color=colour, alpha=band_alpha, linewidth=0, gid=f"{prefix}band")
     for seed, values in per_seed.items():
         kept = np.isfinite(values)
         if kept.any():
@@ -220,7 +229,8 @@ def sampler_curves(aggregate: Mapping, samplers: Sequence[str] = SAMPLERS, log_x
             entry = quantities.get(f"{sampler}_{suffix}")
             if entry is None:
                 continue
-            shown = _draw_curve(ax, entry, colour, prefix=f"{sampler}/", label=label, seed_size=2.5)
+            shown = _draw_curve(ax, entry, colour, prefix=f"{sampler}/", label=label, seed_size=2.5,
+                                band_alpha=0.07)
             if shown:
                 drawn.add(sampler)
                 entries.append(entry)
@@ -273,9 +283,9 @@ def norm_profiles(generation_by_dim: Mapping[Any, Mapping | None], dims: Sequenc
                   ncols: int = 3) -> Figure:
     """The soap bubble made visible: one panel per latent dimension (``dims``, default every one given) with the
     density histograms of the norms of prior draws, aggregate-posterior draws and the codes, and the chi(D) density
-    of the prior's norm (``prior_holes.norms`` of each run's generation.json). The y axis stops at twice the
-    highest prior / chi density, so a tall spike of codes near the origin does not flatten the shell; "codes
-    clipped" marks it.
+    of the prior's norm (``prior_holes.norms`` of each run's generation.json). Each set's median norm is a triangle
+    on the panel's top edge and a number in its title. The y axis stops at twice the highest prior / chi density,
+    so a tall spike of codes does not flatten the shell; "histogram clipped" marks it.
 
     ``generation_by_dim``: {latent dimension: the run's generation.json}; runs without ``prior_holes`` (an AE) are
     left out.
@@ -285,40 +295,46 @@ def norm_profiles(generation_by_dim: Mapping[Any, Mapping | None], dims: Sequenc
         raise AtlasError("norm_profiles needs at least one run with prior_holes.norms")
     columns = min(ncols, len(profiles))
     rows = -(-len(profiles) // columns)
-    fig = Figure(figsize=(2.9 * columns + 0.2, 2.4 * rows + 0.8), layout="constrained")
+    fig = Figure(figsize=(2.9 * columns + 0.2, 2.3 * rows + 0.9), layout="constrained")
     axes = fig.subplots(rows, columns, squeeze=False).ravel()
     for ax, (dim, norms) in zip(axes, profiles):
         edges = np.asarray(norms["edges"], dtype=np.float64)
         reference = max(max(norms.get("prior") or [0.0]), max(norms.get("chi_density") or [0.0]))
         highest = 0.0
+        medians = []
+        top_edge = blended_transform_factory(ax.transData, ax.transAxes)
         for name, (label, colour) in NORM_SETS.items():
             if norms.get(name) is None:
                 continue
             values = np.asarray(norms[name], dtype=np.float64)
             if values.shape != (len(edges) - 1,):
                 raise AtlasError(f"D = {dim}: {name} has {values.size} bins for {len(edges)} edges")
-            median = _number(norms.get(f"median_{name}"))
-            ax.stairs(values, edges, color=colour, linewidth=1.3, fill=name == "prior", alpha=0.35 if name == "prior"
-                      else 1.0, label=label if median is None else f"{label}, median {median:.2f}",
-                      gid=f"hist/{name}")
+            ax.stairs(values, edges, color=colour, linewidth=1.3, fill=name == "prior",
+                      alpha=0.35 if name == "prior" else 1.0, label=label, gid=f"hist/{name}")
             highest = max(highest, float(values.max()))
+            median = _number(norms.get(f"median_{name}"))
+            if median is not None:
+                ax.plot([median], [1.0], marker="v", markersize=6, color=colour, clip_on=False, transform=top_edge,
+                        linestyle="none", gid=f"median/{name}")
+                medians.append(f"{name} {median:.2f}")
         ax.plot(norms["centres"], norms["chi_density"], color="black", linestyle="--", linewidth=1,
-                label=f"chi({dim}) density, median {_nan(norms.get('median_chi')):.2f}", gid="chi")
+                label="chi(D) density of the prior's norm", gid="chi")
         top = min(highest, 2.0 * reference) if reference > 0 else highest
         if highest > top:
-            ax.text(0.99, 0.99, "codes clipped", transform=ax.transAxes, ha="right", va="top", fontsize=5.5,
+            ax.text(0.99, 0.97, "histogram clipped", transform=ax.transAxes, ha="right", va="top", fontsize=5.5,
                     color="0.4", gid="clipped")
-        ax.set_ylim(0, max(top, reference) * 1.3)
+        ax.set_ylim(0, max(top, reference) * 1.08)
         ax.set_xlim(0, edges[-1])
-        ax.set_title(f"D = {dim}", fontsize=9)
+        ax.set_title(f"D = {dim}" + (f"\nmedian ‖z‖: {', '.join(medians)}" if medians else ""), fontsize=7)
         ax.set_xlabel("Euclidean norm ‖z‖", fontsize=7)
         ax.set_ylabel("density", fontsize=7)
         ax.tick_params(labelsize=7)
-        ax.legend(fontsize=5.5, loc="upper right" if highest <= top else "center right")
     for ax in axes[len(profiles):]:
         fig.delaxes(ax)
-    fig.suptitle("The soap bubble: norms of prior draws, aggregate-posterior draws and codes against chi(D)",
-                 fontsize="medium")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=len(handles), fontsize=7, frameon=False)
+    fig.suptitle("The soap bubble: norms of prior draws, aggregate-posterior draws and codes against chi(D) "
+                 "(▼ medians)", fontsize="medium")
     return fig
 
 
@@ -333,7 +349,7 @@ def kl_spectrum(generation_by_dim: Mapping[Any, Mapping | None], dims: Sequence[
     fig = Figure(figsize=(5.6, 3.6), layout="constrained")
     ax = fig.add_subplot()
     palette = matplotlib.colormaps["viridis"]
-    highest = 1.0
+    highest, lowest = 1.0, COLLAPSED_KL_NATS
     for i, (dim, values) in enumerate(spectra):
         kl = np.sort(np.array([_nan(v) for v in values]))[::-1]
         kl = kl[np.isfinite(kl)]
@@ -348,15 +364,15 @@ def kl_spectrum(generation_by_dim: Mapping[Any, Mapping | None], dims: Sequence[
         if below.any():
             ax.plot(units[below], np.full(below.sum(), floor), marker="v", markersize=6, markerfacecolor="white",
                     color=colour, linestyle="none", gid=f"floor/{dim}")
-        highest = max(highest, float(kl.max()))
+        highest, lowest = max(highest, float(kl.max())), min(lowest, float(kl.min()))
     ax.axhline(COLLAPSED_KL_NATS, color="#d62728", linestyle="--", linewidth=1,
                label=f"{COLLAPSED_KL_NATS:g} nats: collapsed below", gid="collapse")
     ax.set_yscale("log")
-    ax.set_ylim(floor * 0.6, highest * 2.0)
+    ax.set_ylim(max(floor, min(lowest, COLLAPSED_KL_NATS)) / 2.5, highest * 2.0)
     ax.set_xlabel("latent unit, sorted by its KL (largest first)")
     ax.set_ylabel("KL(q(z_d | x) || N(0, 1)), nats (log)")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_title("KL per latent unit: units at the floor carry no information", fontsize=10)
+    ax.set_title("KL per latent unit, sorted: units under 0.01 nats have collapsed onto the prior", fontsize=9)
     ax.legend(fontsize=6.5, loc="upper right")
     ax.grid(color="0.93", linewidth=0.6)
     return fig
@@ -385,9 +401,10 @@ def anomaly_auroc(detection_by_model: Mapping[str, Mapping | None], metric: str 
     if not models:
         raise AtlasError("anomaly_auroc needs at least one model's detection table")
     kinds = list(dict.fromkeys(kind for detection in models.values() for kind in detection))
+    kinds.sort(key=lambda kind: kind.startswith("corruption:"))
     scores = _score_order({score for detection in models.values() for table in detection.values() for score in table})
-    cmap, vmin, vmax = ("RdBu_r", 0.0, 1.0) if metric == "auroc" else ("viridis", 0.0, 1.0)
-    fig = Figure(figsize=(0.78 * len(scores) + 2.6, (0.3 * len(kinds) + 0.9) * len(models) + 1.1),
+    cmap = matplotlib.colormaps["RdBu_r" if metric == "auroc" else "viridis"].with_extremes(bad="0.88")
+    fig = Figure(figsize=(0.72 * len(scores) + 3.2, (0.24 * len(kinds) + 0.35) * len(models) + 1.5),
                  layout="constrained")
     axes = fig.subplots(len(models), 1, squeeze=False)[:, 0]
     for ax, (model, detection) in zip(axes, models.items()):
@@ -395,10 +412,13 @@ def anomaly_auroc(detection_by_model: Mapping[str, Mapping | None], metric: str 
         for row, kind in enumerate(kinds):
             for column, score in enumerate(scores):
                 values[row, column] = _nan(((detection.get(kind) or {}).get(score) or {}).get(metric))
-        image = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto",
+        image = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, vmin=0.0, vmax=1.0, aspect="auto",
                           gid=f"{metric}/{model}")
         for (row, column), value in np.ndenumerate(values):
-            if np.isfinite(value):
+            if not np.isfinite(value):
+                ax.text(column, row, "n/a", ha="center", va="center", fontsize=5.5, color="0.45",
+                        gid=f"missing/{model}/{kinds[row]}/{scores[column]}")
+            else:
                 dark = (metric == "auroc" and abs(value - 0.5) > 0.35) or (metric == "auprc" and value < 0.35)
                 ax.text(column, row, f"{value:.2f}", ha="center", va="center", fontsize=6.5,
                         color="white" if dark else "black", gid=f"value/{model}/{kinds[row]}/{scores[column]}")
@@ -406,9 +426,10 @@ def anomaly_auroc(detection_by_model: Mapping[str, Mapping | None], metric: str 
             column = scores.index(REFERENCE_SCORE)
             ax.add_patch(Rectangle((column - 0.5, -0.5), 1, len(kinds), fill=False, edgecolor="black", linewidth=2,
                                    gid="reference"))
-        ax.set_yticks(range(len(kinds)), [kind.replace("corruption:", "corruption: ") for kind in kinds], fontsize=7)
+        ax.set_yticks(range(len(kinds)), [KIND_LABELS.get(kind, kind.replace("corruption:", "corruption: "))
+                                          for kind in kinds], fontsize=7)
         ax.set_xticks(range(len(scores)), [_wrap(SCORE_LABELS.get(s, s), 14) for s in scores], fontsize=6.5)
-        ax.tick_params(axis="x", labeltop=False, labelbottom=ax is axes[-1])
+        ax.tick_params(axis="x", top=ax is axes[0], labeltop=ax is axes[0], bottom=False, labelbottom=False)
         ax.set_title(f"{model}", fontsize=9, color=_colour(list(detection_by_model).index(model)))
     fig.colorbar(image, ax=list(axes), label=f"{ANOMALY_METRICS[metric]}"
                  + (" (0.5 = chance)" if metric == "auroc" else ""), shrink=0.9)
@@ -441,14 +462,15 @@ def imputation_errors(imputation_by_model: Mapping[str, Mapping | None], factors
     if not models:
         raise AtlasError("imputation_errors needs at least one model's imputation result")
     colours = {model: _colour(i) for i, model in enumerate(imputation_by_model)}
-    masks = list(dict.fromkeys(mask for result in models.values() for mask in result["masks"]))
+    masks = _ordered([mask for result in models.values() for mask in result["masks"]], tuple(MASK_LABELS))
     if factors is None:
-        factors = list(dict.fromkeys(name for result in models.values() for by_method in result["masks"].values()
-                                     for scores in by_method.values() for name in (scores.get("factor_errors") or {})))
+        factors = _ordered([name for result in models.values() for by_method in result["masks"].values()
+                            for scores in by_method.values() for name in (scores.get("factor_errors") or {})],
+                           FACTOR_ORDER)
     rows = [("missing_rmse", "missing-pixel RMSE")] + [
         (name, f"{name} {'relative' if name.startswith('var') else 'log10 ratio' if name == 'df' else 'absolute'} "
                "error") for name in factors]
-    fig = Figure(figsize=(2.75 * len(masks) + 0.5, 1.9 * len(rows) + 0.9), layout="constrained")
+    fig = Figure(figsize=(2.75 * len(masks) + 0.5, 1.65 * len(rows) + 0.9), layout="constrained")
     axes = fig.subplots(len(rows), len(masks), squeeze=False, sharex=True)
     offsets = _offsets(len(models), 0.5)
     for r, (key, ylabel) in enumerate(rows):
@@ -499,11 +521,12 @@ def imputation_errors(imputation_by_model: Mapping[str, Mapping | None], factors
 # -- 7. clustering ---------------------------------------------------------------------------------------------
 
 
-def clustering_scores(clustering_by_run: Mapping[str, Mapping | None], metric: str = "ari") -> Figure:
+def clustering_scores(clustering_by_run: Mapping[str, Mapping | None], metric: str = "ari", ncols: int = 2) -> Figure:
     """Agreement (ARI, or NMI with ``metric="nmi"``) of unsupervised clusters with each label set (df; quartile
     bins of var_x, var_y, rho), one panel per label set: for every run, clusters of its codes, of the true
     covariance factors and of the pixels (PCA), by k-means (filled circle) and a Gaussian mixture (open square).
-    A run appears in a panel only when it has that label set (df: Student t data only).
+    A run appears in a panel only when it has that label set (df: Student t data only). Panels fill ``ncols``
+    columns.
 
     ``clustering_by_run``: {run: the run's clustering.json}; None left out.
     """
@@ -514,13 +537,19 @@ def clustering_scores(clustering_by_run: Mapping[str, Mapping | None], metric: s
         raise AtlasError("clustering_scores needs at least one run's clustering result")
     features = [f for f in FEATURE_STYLE if any(f in scores for scores in runs.values())]
     features += sorted({f for scores in runs.values() for f in scores} - set(features))
-    label_sets = list(dict.fromkeys(label for scores in runs.values() for by_label in scores.values()
-                                    for label in by_label))
-    label_sets.sort(key=lambda name: name != "df")
-    methods = list(dict.fromkeys(m for scores in runs.values() for by_label in scores.values()
-                                 for by_method in by_label.values() for m in by_method))
-    fig = Figure(figsize=(min(2.2 + 0.55 * len(runs), 4.2) * len(label_sets) + 0.4, 3.7), layout="constrained")
-    axes = fig.subplots(1, len(label_sets), sharey=True, squeeze=False)[0]
+    label_sets = _ordered([label for scores in runs.values() for by_label in scores.values() for label in by_label],
+                          ("df", *(f"{name}_bins" for name in FACTOR_ORDER)))
+    methods = _ordered([m for scores in runs.values() for by_label in scores.values() for by_method in by_label.values()
+                        for m in by_method], tuple(CLUSTER_METHODS))
+    if ncols < 1:
+        raise AtlasError(f"ncols must be at least 1, got {ncols!r}")
+    columns = min(ncols, len(label_sets))
+    rows = -(-len(label_sets) // columns)
+    fig = Figure(figsize=(min(1.6 + 0.7 * len(runs), 4.4) * columns + 0.5, 2.6 * rows + 0.8), layout="constrained")
+    axes = fig.subplots(rows, columns, sharey=True, squeeze=False).ravel()
+    for ax in axes[len(label_sets):]:
+        fig.delaxes(ax)
+    axes = axes[: len(label_sets)]
     slots = _offsets(len(features) * len(methods), 0.8)
     shown: list[float] = []
     for ax, label_set in zip(axes, label_sets):
@@ -548,7 +577,8 @@ def clustering_scores(clustering_by_run: Mapping[str, Mapping | None], metric: s
         ax.grid(axis="y", color="0.93", linewidth=0.6)
     low = min(shown + [0.0])
     axes[0].set_ylim(min(-0.05, low - 0.05), 1.02)
-    axes[0].set_ylabel(CLUSTER_METRICS[metric], fontsize=8)
+    for ax in axes[::columns]:
+        ax.set_ylabel(_wrap(CLUSTER_METRICS[metric], 24), fontsize=7)
     handles = [Line2D([], [], marker="o", linestyle="none", color=FEATURE_STYLE.get(f, (f, _colour(i)))[1],
                       label=FEATURE_STYLE.get(f, (f,))[0]) for i, f in enumerate(features)]
     handles += [Line2D([], [], marker=CLUSTER_METHODS.get(m, (m, "D"))[1], linestyle="none", color="0.3",
@@ -579,7 +609,7 @@ def attribute_effects(attributes_by_model: Mapping[str, Mapping | None]) -> Figu
     if not models:
         raise AtlasError("attribute_effects needs at least one model's attributes result")
     colours = {model: _colour(i) for i, model in enumerate(attributes_by_model)}
-    factors = list(dict.fromkeys(name for by_factor in models.values() for name in by_factor))
+    factors = _ordered([name for by_factor in models.values() for name in by_factor], FACTOR_ORDER)
     fig = Figure(figsize=(2.9 * len(factors) + 0.4, 3.4), layout="constrained")
     axes = fig.subplots(1, len(factors), squeeze=False)[0]
     for ax, factor in zip(axes, factors):

@@ -79,8 +79,13 @@ def curves_over_setting(ctx: TaskContext) -> dict[str, Any]:
             values = {r["seed"]: read_quantity(ctx.root, r["run_dir"], quantity)
                       for r in runs if r["settings"][setting] == level}
             curve.append({"level": level, **over_seeds(values)})
+        means = [(point["mean"], i) for i, point in enumerate(curve) if point["mean"] is not None]
+        extremes = {}
+        if means:
+            for name, (_, i) in (("highest", max(means)), ("lowest", min(means))):
+                extremes[name] = {"index": i, "level": curve[i]["level"]}
         out["quantities"][quantity.name] = {"label": quantity.label, "source": quantity.source, "key": quantity.key,
-                                            "better": quantity.better, "curve": curve}
+                                            "better": quantity.better, "curve": curve, **extremes}
     write_json(ctx.root / p["path"], json_safe(out))
     return {"file": p["path"], "levels": len(levels)}
 

@@ -59,7 +59,8 @@ def run_name(data_kind: str, model_kind: str, seed: int, extra: dict[str, Any] |
 def _merge(specs: dict[str, RunSpec], spec: RunSpec) -> None:
     if spec.name in specs:
         old = specs[spec.name]
-        specs[spec.name] = RunSpec(old.name, old.data, old.model, old.train, old.groups | spec.groups, old.settings)
+        settings = tuple({**dict(old.settings), **dict(spec.settings)}.items())
+        specs[spec.name] = RunSpec(old.name, old.data, old.model, old.train, old.groups | spec.groups, settings)
     else:
         specs[spec.name] = spec
 

@@ -6,23 +6,35 @@
     38, 130, 142, 33, 145, 140, 31, 160, 136, 40, 174, 128, 63, 188, 115, 94, 201, 98, 132, 212, 75, 173, 220,
     48, 216, 226, 25, 253, 231, 37];
   const RUN_COLOURS = ["#3b528b", "#e07b00"];
+  const FACTOR_COLOURS = {var_x: "#1f77b4", var_y: "#2ca02c", rho: "#9467bd", df: "#8c564b"};
+  const VERDICT_COLOURS = {valid: "oracle: valid", shape_ok: "oracle: shape ok", in_range: "oracle: in range"};
   const PLANE_GRID = 20;
   const PLANE_MARGIN = 34;
+  const ARROW_PIXELS = 56;
+  const EXTRAPOLATING = 3;  // code spacings from the run's nearest code beyond which the alignment extrapolates
+  const STEP_CAP_SPACINGS = 5;
 
   const state = {
-    runs: [],           // run info from /api/runs
+    listing: [],        // every run found (/api/runs)
     limits: null,
+    info: new Map(),    // run id -> full run info (loaded runs)
     data: new Map(),    // run id -> {codes, projected, colours, isTest}
-    scatterRun: null,   // id of the run whose codes the scatter and the slice plane show
-    colour: null,       // index into colour_names
-    code: [],           // the current latent point
+    verdicts: new Map(),  // run id -> promise of {shape_ok, in_range, valid}
+    run: null,          // the run whose codes the scatter, sliders and plane show
+    other: null,        // the run compared with it through the alignment, or null
+    alignment: null,    // the alignment of run -> other
+    colour: "rho",      // a colour name of the run, "test", or a verdict key
+    code: [],           // the current latent point of `run`
     source: null,       // dataset index the current code came from, or null
     sliceAxes: [0, 1],
     shading: null,      // validity grid of the slice plane
-    path: null,         // last sampled path (for the overlays)
+    path: null,         // last sampled path
     pathEnds: {a: null, b: null, center: null},
+    clickTarget: "code",
+    compass: null,
     hoverCache: new Map(),
     version: 0,
+    compassVersion: 0,
   };
 
   const $ = (id) => document.getElementById(id);
@@ -37,9 +49,10 @@
     return node;
   };
   const fmt = (x, digits = 3) => (x === null || x === undefined || !Number.isFinite(x) ? "–" : Number(x).toFixed(digits));
-  const runById = (id) => state.runs.find((r) => r.id === id);
-  const scatterInfo = () => runById(state.scatterRun);
-  const dim = () => state.runs[0].latent_dim;
+  const listed = (id) => state.listing.find((r) => r.id === id);
+  const info = () => state.info.get(state.run);
+  const otherInfo = () => (state.other ? state.info.get(state.other) : null);
+  const dim = () => info().latent_dim;
 
   // ---------- talking to the app ----------
 
@@ -60,43 +73,77 @@
     }
     return payload;
   }
-  const runPath = (id, rest) => `/api/runs/${encodeURIComponent(id)}/${rest}`;
+  const runPath = (id, rest = "") => `/api/runs/${encodeURIComponent(id)}${rest ? "/" + rest : ""}`;
 
-  async function loadCodes(run) {
-    const parts = {codes: [], projected: [], colours: [], isTest: []};
+  async function pages(id, endpoint, keys) {
+    const parts = Object.fromEntries(keys.map((k) => [k, []]));
     let offset = 0;
     for (;;) {
-      const page = await api(runPath(run.id, `codes?offset=${offset}&limit=${state.limits.max_page}`));
-      parts.codes.push(...page.codes);
-      parts.projected.push(...page.projected);
-      parts.colours.push(...page.colours);
-      parts.isTest.push(...page.is_test);
+      const page = await api(runPath(id, `${endpoint}?offset=${offset}&limit=${state.limits.max_page}`));
+      for (const k of keys) parts[k].push(...page[k]);
       offset += page.count;
       if (page.count === 0 || offset >= page.total) break;
     }
     return parts;
   }
 
-  // Decoding the current code: one request at a time per page; moves made meanwhile collapse into the next.
-  const decoder = {busy: false, again: false};
-  function requestDecode() {
-    if (decoder.busy) { decoder.again = true; return; }
-    runDecode();
+  async function loadRun(id) {
+    if (!state.info.has(id)) state.info.set(id, await api(runPath(id)));
+    return state.info.get(id);
   }
-  async function runDecode() {
-    decoder.busy = true;
-    const code = state.code.slice();
-    try {
-      const answers = await Promise.all(state.runs.map((run) => api(runPath(run.id, "decode"), {codes: [code]})));
-      answers.forEach((answer, k) => showDecoded(k, answer, 0));
-      state.version += 1;
-      $("decoded-image").dataset.version = String(state.version);
-      status("");
-    } catch (error) {
-      status(`Decoding failed: ${error.message}`);
+
+  async function loadCodes(id) {
+    if (!state.data.has(id)) {
+      const parts = await pages(id, "codes", ["codes", "projected", "colours", "is_test"]);
+      state.data.set(id, {codes: parts.codes, projected: parts.projected, colours: parts.colours, isTest: parts.is_test});
     }
-    decoder.busy = false;
-    if (decoder.again) { decoder.again = false; runDecode(); }
+    return state.data.get(id);
+  }
+
+  function loadVerdicts(id) {
+    if (!state.verdicts.has(id)) {
+      const pending = pages(id, "verdicts", ["shape_ok", "in_range", "valid"]);
+      pending.catch(() => state.verdicts.delete(id));
+      state.verdicts.set(id, pending);
+    }
+    return state.verdicts.get(id);
+  }
+
+  // ---------- the page state in the URL ----------
+
+  const numbers = (text, n) => {
+    if (!text) return null;
+    const values = text.split(",").map(Number);
+    return values.length === n && values.every(Number.isFinite) ? values : null;
+  };
+  const numberText = (values) => values.map((v) => Number(v.toPrecision(6))).join(",");
+
+  function readHash() {
+    return new URLSearchParams(window.location.hash.replace(/^#/, ""));
+  }
+
+  let hashTimer = null;
+  function saveHash() {
+    if (hashTimer !== null) return;
+    hashTimer = setTimeout(() => {
+      hashTimer = null;
+      const p = new URLSearchParams();
+      p.set("run", state.run);
+      p.set("other", state.other || "none");
+      p.set("code", numberText(state.code));
+      if (state.source !== null) p.set("image", String(state.source));
+      p.set("slice", state.sliceAxes.join(","));
+      p.set("colour", state.colour);
+      p.set("path", $("path-kind").value);
+      p.set("n", $("path-n").value);
+      for (const key of ["a", "b", "center"]) if (state.pathEnds[key]) p.set(key, numberText(state.pathEnds[key]));
+      p.set("arc", [$("path-axis-1").value, $("path-axis-2").value, $("path-radius").value,
+        $("path-start-angle").value, $("path-end-angle").value].join(","));
+      p.set("iso", [$("path-tolerance").value, $("path-bins").value, $("path-axis").value].join(","));
+      if (state.path) p.set("sampled", "1");
+      p.set("step", $("compass-delta").value);
+      window.history.replaceState(null, "", `#${p.toString()}`);
+    }, 120);
   }
 
   // ---------- images ----------
@@ -135,28 +182,120 @@
     context.putImageData(pixels, 0, 0);
   }
 
+  // ---------- exports (made in the page, nothing is written on the server) ----------
+
+  function download(blob, name) {
+    const url = URL.createObjectURL(blob);
+    const link = el("a", {href: url, download: name});
+    document.body.append(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 1000);
+  }
+
+  function canvasDownload(canvas, name) {
+    canvas.toBlob((blob) => download(blob, name), "image/png");
+  }
+
+  // Sources (H x W canvases) scaled up by nearest neighbour onto one canvas: rows of images with a label above each.
+  function composeRows(rows, scale) {
+    const gap = 4, label = 16;
+    const w = Math.max(...rows.map((r) => r.images.reduce((sum, c) => sum + c.width * scale + gap, gap)));
+    const h = rows.reduce((sum, r) => sum + label + Math.max(...r.images.map((c) => c.height)) * scale + gap, gap);
+    const out = el("canvas", {width: String(w), height: String(h)});
+    const ctx = out.getContext("2d");
+    ctx.fillStyle = "#ffffff";
+    ctx.fillRect(0, 0, w, h);
+    ctx.imageSmoothingEnabled = false;
+    ctx.font = "12px system-ui, sans-serif";
+    let y = gap;
+    for (const row of rows) {
+      ctx.fillStyle = "#1d2330";
+      ctx.fillText(row.label, gap, y + 12);
+      y += label;
+      let x = gap;
+      for (const c of row.images) {
+        ctx.drawImage(c, x, y, c.width * scale, c.height * scale);
+        x += c.width * scale + gap;
+      }
+      y += Math.max(...row.images.map((c) => c.height)) * scale + gap;
+    }
+    return out;
+  }
+
+  function exportDecoded(k) {
+    const canvas = $(`decoded-image${suffix(k)}`);
+    const id = k === 0 ? state.run : state.other;
+    canvasDownload(composeRows([{label: `${id}: decoded`, images: [canvas]}], 8), `decoded-${id}.png`);
+  }
+
+  function exportStrip() {
+    if (!state.path) return;
+    const rows = state.path.decoded.map((answer, k) => ({
+      label: `${state.path.order[k]}: ${state.path.kind} path`,
+      images: Array.from(document.querySelectorAll(`#path-strip${suffix(k)} canvas`)),
+    }));
+    canvasDownload(composeRows(rows, 4), `path-${state.path.kind}.png`);
+  }
+
+  const csvCell = (v) => (v === null || v === undefined ? "" : typeof v === "number" ? String(v) : `"${String(v).replace(/"/g, '""')}"`);
+
+  function pathCsv() {
+    const {points, decoded, order, mapped, kind} = state.path;
+    const head = ["step", ...points[0].map((_, i) => `${order[0]}:z${i}`)];
+    if (mapped) head.push(...mapped.codes[0].map((_, i) => `${order[1]}:z${i}`), `${order[0]}:support`);
+    decoded.forEach((answer, k) => {
+      head.push(...answer.factor_names.map((name) => `${order[k]}:${name}`),
+        ...["residual", "shape_residual", "shape_ok", "in_range", "valid"].map((name) => `${order[k]}:${name}`));
+    });
+    const lines = [head.map(csvCell).join(",")];
+    points.forEach((point, n) => {
+      const row = [n, ...point];
+      if (mapped) row.push(...mapped.codes[n], mapped.support[n]);
+      for (const answer of decoded) {
+        row.push(...answer.factors[n], answer.residual[n], answer.shape_residual[n], answer.shape_ok[n] ? 1 : 0,
+          answer.in_range[n] ? 1 : 0, answer.valid[n] ? 1 : 0);
+      }
+      lines.push(row.map(csvCell).join(","));
+    });
+    return {text: lines.join("\n") + "\n", name: `path-${kind}.csv`};
+  }
+
+  function exportCsv() {
+    if (!state.path) return;
+    const {text, name} = pathCsv();
+    download(new Blob([text], {type: "text/csv"}), name);
+  }
+
   // ---------- decoded panels ----------
 
   const suffix = (k) => (k === 0 ? "" : `-${k + 1}`);
+  const panelRuns = () => (state.other ? [state.run, state.other] : [state.run]);
 
   function buildDecodedPanels() {
     const box = $("decoded-panels");
     box.replaceChildren();
-    state.runs.forEach((run, k) => {
+    panelRuns().forEach((id, k) => {
+      const run = state.info.get(id);
       const canvas = el("canvas", {id: `decoded-image${suffix(k)}`, class: "heatmap", width: "36", height: "36",
-        "data-version": "0", "aria-label": `decoded image, ${run.id}`});
-      box.append(el("div", {class: "decoded-panel"}, [
-        el("h3", {}, [run.id + " ", el("span", {text: `${run.kind.toUpperCase()}`})]),
+        "data-version": "0", "aria-label": `decoded image, ${id}`});
+      const title = k === 0 ? "the current code" : "the corresponding point (through the alignment)";
+      const exportButton = el("button", {type: "button", class: "small", id: `export-decoded${suffix(k)}`, text: "PNG"});
+      exportButton.addEventListener("click", () => exportDecoded(k));
+      const parts = [
+        el("h3", {}, [`${id} `, el("span", {text: `${run.kind.toUpperCase()} · D=${run.latent_dim} · ${title}`})]),
         canvas,
-        el("span", {id: `validity${suffix(k)}`, class: "badge", text: "not decoded yet"}),
+        el("div", {class: "row"}, [el("span", {id: `validity${suffix(k)}`, class: "badge", text: "not decoded yet"}), exportButton]),
         el("div", {id: `recovered-factors${suffix(k)}`}),
-      ]));
+      ];
+      if (k === 1) parts.splice(1, 0, el("p", {id: "alignment-note", class: "alignment-note", text: "aligning…"}));
+      box.append(el("div", {class: "decoded-panel"}, parts));
     });
   }
 
   function trueFactors() {
     if (state.source === null) return null;
-    const run = scatterInfo();
+    const run = info();
     const row = state.data.get(run.id).colours[state.source];
     return Object.fromEntries(run.colour_names.map((name, j) => [name, row[j]]));
   }
@@ -170,7 +309,7 @@
       "shape+range": "not a heatmap of the family, factors out of range"};
     badge.textContent = valid === null ? "validity unknown" : valid ? "valid heatmap" : "not a valid heatmap";
     badge.title = `shape residual ${fmt(answer.shape_residual[row])} (threshold ${fmt(answer.threshold)})` +
-      (valid === false ? `: ${reasons[answer.failure[row]]}` : "") + `; oracle: ${runById(answer.run).oracle.source}`;
+      (valid === false ? `: ${reasons[answer.failure[row]]}` : "") + `; oracle: ${state.info.get(answer.run).oracle.source}`;
     badge.dataset.failure = valid === null ? "" : answer.failure[row];
     badge.dataset.valid = String(valid);
     const truth = trueFactors();
@@ -186,15 +325,146 @@
     $(`recovered-factors${suffix(k)}`).replaceChildren(table);
   }
 
+  function alignmentText(alignment) {
+    const s = alignment.score;
+    return `${alignment.method} map fitted on ${alignment.n_train} shared training images; held out (${s.n} test images): ` +
+      `R² ${fmt(s.r2, 4)}, median error ${fmt(s.median_error, 2)} code spacings (90 % within ${fmt(s.p90_error, 2)})`;
+  }
+
+  function showAlignment(alignment, support) {
+    const note = $("alignment-note");
+    if (!note) return;
+    const far = support > EXTRAPOLATING;
+    note.replaceChildren(
+      el("span", {class: "alignment-score", text: alignmentText(alignment)}),
+      el("br"),
+      el("span", {class: far ? "alignment-far" : "muted",
+        text: `this code is ${fmt(support, 2)} spacings from ${state.run}'s nearest code` +
+          (far ? ": the map extrapolates here, trust it less" : "")}),
+    );
+    note.dataset.method = alignment.method;
+    note.dataset.r2 = String(alignment.score.r2);
+    note.dataset.medianError = String(alignment.score.median_error);
+    note.dataset.support = String(support);
+  }
+
+  // Decoding the current code: one request at a time per page; moves made meanwhile collapse into the next.
+  const decoder = {busy: false, again: false};
+  function requestDecode() {
+    if (decoder.busy) { decoder.again = true; return; }
+    runDecode();
+  }
+  async function runDecode() {
+    decoder.busy = true;
+    const code = state.code.slice();
+    const theirs = state.other ? api(runPath(state.run, "correspond"), {target: state.other, codes: [code]}) : null;
+    if (theirs) theirs.catch(() => null);  // awaited below; its failure is shown in its own panel
+    try {
+      const answer = await api(runPath(state.run, "decode"), {codes: [code]});
+      showDecoded(0, answer, 0);
+      status("");
+    } catch (error) {
+      status(`Decoding failed: ${error.message}`);
+    }
+    if (theirs) {
+      try {
+        const other = await theirs;
+        showDecoded(1, other.decoded, 0);
+        state.alignment = other.alignment;
+        showAlignment(other.alignment, other.support[0]);
+      } catch (error) {
+        const note = $("alignment-note");
+        if (note) note.textContent = `No corresponding point: ${error.message}`;
+      }
+    }
+    state.version += 1;
+    $("decoded-image").dataset.version = String(state.version);
+    decoder.busy = false;
+    if (decoder.again) { decoder.again = false; runDecode(); return; }
+    requestCompass();
+  }
+
+  // ---------- the factor compass ----------
+
+  const compassRunner = {busy: false, again: false};
+  function requestCompass() {
+    if (compassRunner.busy) { compassRunner.again = true; return; }
+    runCompass();
+  }
+  async function runCompass() {
+    compassRunner.busy = true;
+    const code = state.code.slice();
+    try {
+      state.compass = await api(runPath(state.run, "compass"), {code});
+      showCompass();
+      drawPlane();
+      state.compassVersion += 1;
+      $("compass-card").dataset.version = String(state.compassVersion);
+    } catch (error) {
+      status(`The compass failed: ${error.message}`);
+    }
+    compassRunner.busy = false;
+    if (compassRunner.again) { compassRunner.again = false; runCompass(); }
+  }
+
+  const norm = (v) => Math.sqrt(v.reduce((s, x) => s + x * x, 0));
+
+  function showCompass() {
+    const c = state.compass;
+    const note = $("compass-status");
+    note.textContent = c.status === "ok" ? `every one of the ${c.shape_ok.length} decodes is a valid heatmap ` +
+      `(finite-difference step ${fmt(c.step, 4)})` : c.message;
+    note.className = `compass-status ${c.status}`;
+    $("compass-card").dataset.status = c.status;
+    const [a, b] = state.sliceAxes;
+    const head = el("tr", {}, [el("th", {text: "factor"}), el("th", {text: "at code"}), el("th", {text: `∂/∂z${a}`}),
+      el("th", {text: `∂/∂z${b}`}), el("th", {text: "|∇|"}), el("th", {text: "step"})]);
+    const rows = c.units.map((unit, k) => {
+      const g = c.gradient ? c.gradient[k] : null;
+      const cells = [el("td", {}, [el("span", {class: "swatch", style: `background:${FACTOR_COLOURS[c.factor_names[k]] || "#333"}`}), unit]),
+        el("td", {text: fmt(c.value[k])}), el("td", {text: g ? fmt(g[a]) : "–"}), el("td", {text: g ? fmt(g[b]) : "–"}),
+        el("td", {text: g ? fmt(norm(g)) : "–"})];
+      const minus = el("button", {type: "button", class: "small", "data-step": `${c.factor_names[k]}-`, text: "−"});
+      const plus = el("button", {type: "button", class: "small", "data-step": `${c.factor_names[k]}+`, text: "+"});
+      minus.disabled = plus.disabled = !g || norm(g) === 0;
+      minus.title = `move the code so that ${unit} falls by the step`;
+      plus.title = `move the code so that ${unit} rises by the step`;
+      minus.addEventListener("click", () => stepAlong(k, -1));
+      plus.addEventListener("click", () => stepAlong(k, +1));
+      cells.push(el("td", {}, [minus, plus]));
+      const tr = el("tr", {}, cells);
+      if (g) tr.title = `gradient over z0..z${g.length - 1}: (${g.map((v) => fmt(v, 3)).join(", ")})`;
+      return tr;
+    });
+    $("compass-table").replaceChildren(el("table", {class: "factors compass"}, [el("thead", {}, [head]), el("tbody", {}, rows)]));
+  }
+
+  // Move the code along factor k's gradient g by delta g / |g|^2: to first order the factor changes by delta.
+  function stepAlong(k, sign) {
+    const c = state.compass;
+    if (!c || !c.gradient) return;
+    const g = c.gradient[k];
+    const g2 = g.reduce((s, x) => s + x * x, 0);
+    if (!(g2 > 0)) return;
+    const delta = sign * Math.abs(Number($("compass-delta").value) || 0.1);
+    let move = g.map((x) => (delta * x) / g2);
+    const cap = STEP_CAP_SPACINGS * info().code_spacing;
+    const length = norm(move);
+    if (length > cap) {
+      move = move.map((x) => (x * cap) / length);
+      status(`Step capped at ${STEP_CAP_SPACINGS} code spacings: ${c.units[k]} barely changes here.`, false);
+    }
+    setCode(c.code.map((x, i) => x + move[i]), null);
+  }
+
   // ---------- the current code: sliders ----------
 
   function buildSliders() {
     const box = $("sliders");
     box.replaceChildren();
-    const run = state.runs[0];
+    const run = info();
     for (let i = 0; i < dim(); i++) {
-      const lo = Math.min(...state.runs.map((r) => r.code_min[i]));
-      const hi = Math.max(...state.runs.map((r) => r.code_max[i]));
+      const lo = run.code_min[i], hi = run.code_max[i];
       const slider = el("input", {id: `slider-${i}`, type: "range", min: String(lo), max: String(hi),
         step: String((hi - lo) / 400 || 0.01), value: String(run.code_median[i]), "data-axis": String(i)});
       slider.addEventListener("input", () => {
@@ -230,6 +500,7 @@
     if (state.shading && !sameOthers(state.shading)) state.shading = null;
     requestDecode();
     scheduleOverlays();
+    saveHash();
   }
 
   // ---------- the 3-D scatter ----------
@@ -237,26 +508,60 @@
   const project = (run, code) => run.projection.components.map(
     (row, r) => row.reduce((sum, c, j) => sum + c * code[j], run.projection.offset[r]));
 
-  function colourValues(run) {
-    const data = state.data.get(run.id);
-    const j = state.colour;
-    if (j >= run.colour_names.length) return data.isTest.map((t) => (t ? 1 : 0));
-    return data.colours.map((row) => row[j]);
+  function colourOptions(run) {
+    return [...run.colour_names.map((name) => [name, name]), ["test", "test split"],
+      ...Object.entries(VERDICT_COLOURS)];
   }
-  const colourName = (run) => (state.colour >= run.colour_names.length ? "test split" : run.colour_names[state.colour]);
 
-  function drawScatter() {
-    const run = scatterInfo();
+  async function colourMarker(run) {
+    const data = state.data.get(run.id);
+    const j = run.colour_names.indexOf(state.colour);
+    const discrete = (values, title) => ({color: values.map((v) => (v ? 1 : 0)), cmin: 0, cmax: 1,
+      colorscale: [[0, "#c0392b"], [1, "#1a7f4b"]],
+      colorbar: {title: {text: title}, thickness: 12, len: 0.6, tickvals: [0, 1], ticktext: ["no", "yes"]}});
+    if (j >= 0) {
+      return {color: data.colours.map((row) => row[j]), colorscale: "Viridis", cmin: null, cmax: null,
+        colorbar: {title: {text: state.colour}, thickness: 12, len: 0.6}};
+    }
+    if (state.colour in VERDICT_COLOURS) {
+      status(`Computing the oracle's verdict on the ${data.codes.length} reconstructions of ${run.id}…`, false);
+      const verdicts = await loadVerdicts(run.id);
+      const share = verdicts[state.colour].filter(Boolean).length / verdicts[state.colour].length;
+      status(`${run.id}: ${(100 * share).toFixed(1)} % of the reconstructions pass "${VERDICT_COLOURS[state.colour]}".`, false);
+      return discrete(verdicts[state.colour], VERDICT_COLOURS[state.colour]);
+    }
+    return {...discrete(data.isTest, "test split"), colorscale: [[0, "#9aa3b2"], [1, "#e07b00"]]};
+  }
+
+  function endTraces(run) {
+    const ends = Object.entries({A: state.pathEnds.a, B: state.pathEnds.b, C: state.pathEnds.center})
+      .filter(([, code]) => code && code.length === run.latent_dim);
+    const placed = ends.map(([, code]) => project(run, code));
+    return {type: "scatter3d", mode: "markers+text", name: "path ends", hoverinfo: "skip",
+      x: placed.map((p) => p[0]), y: placed.map((p) => p[1]), z: placed.map((p) => p[2]), text: ends.map(([k]) => k),
+      textposition: "top center", marker: {size: 5, color: "#111827", symbol: "circle-open"}};
+  }
+
+  async function drawScatter() {
+    const run = info();
     const data = state.data.get(run.id);
     const column = (c) => data.projected.map((p) => p[c]);
     const here = project(run, state.code);
+    let marker;
+    try {
+      marker = await colourMarker(run);
+    } catch (error) {
+      status(`Colouring by ${state.colour} failed: ${error.message}`);
+      state.colour = run.colour_names.includes("rho") ? "rho" : run.colour_names[0];
+      $("colour-by").value = state.colour;
+      marker = await colourMarker(run);
+    }
     const points = {
       type: "scatter3d", mode: "markers", name: "codes",
       x: column(0), y: column(1), z: column(2),
       text: data.projected.map((_, i) => `image #${i}`),
       hoverinfo: "text",
-      marker: {size: 2.2, opacity: 0.75, color: colourValues(run), colorscale: "Viridis",
-        colorbar: {title: {text: colourName(run)}, thickness: 12, len: 0.6}},
+      marker: {size: 2.2, opacity: 0.75, ...marker},
     };
     const current = {type: "scatter3d", mode: "markers", name: "current code", hoverinfo: "skip",
       x: [here[0]], y: [here[1]], z: [here[2]],
@@ -271,7 +576,7 @@
       scene: {xaxis: {title: {text: axisTitle(0)}}, yaxis: {title: {text: axisTitle(1)}},
         zaxis: {title: {text: axisTitle(2)}}, aspectmode: "cube"},
     };
-    return Plotly.react("scatter", [points, current, path], layout, {displaylogo: false, responsive: true});
+    return Plotly.react("scatter", [points, current, path, endTraces(run)], layout, {displaylogo: false, responsive: true});
   }
 
   let overlayQueued = false;
@@ -280,22 +585,35 @@
     overlayQueued = true;
     requestAnimationFrame(() => {
       overlayQueued = false;
-      const run = scatterInfo();
+      const run = info();
       const here = project(run, state.code);
       Plotly.restyle("scatter", {x: [[here[0]]], y: [[here[1]]], z: [[here[2]]]}, [1]);
       drawPlane();
     });
   }
 
+  function setEnd(key, code, what) {
+    state.pathEnds[key] = code.slice();
+    showPathEnds();
+    const run = info();
+    const ends = endTraces(run);
+    Plotly.restyle("scatter", {x: [ends.x], y: [ends.y], z: [ends.z], text: [ends.text]}, [3]);
+    drawPlane();
+    status(`${key === "center" ? "Centre" : key.toUpperCase()} set to ${what}.`, false);
+    setClickTarget("code");
+    saveHash();
+  }
+
   function pickIndex(index) {
-    const run = scatterInfo();
+    const run = info();
     const data = state.data.get(run.id);
     if (!(index >= 0 && index < data.codes.length)) return;
-    setCode(data.codes[index], index);
+    if (state.clickTarget !== "code") setEnd(state.clickTarget, data.codes[index], `the code of image #${index}`);
+    else setCode(data.codes[index], index);
   }
 
   async function showHover(index) {
-    const run = scatterInfo();
+    const run = info();
     const key = `${run.id}/${index}`;
     try {
       if (!state.hoverCache.has(key)) {
@@ -330,7 +648,7 @@
 
   function planeRanges() {
     const [a, b] = state.sliceAxes;
-    const run = scatterInfo();
+    const run = info();
     const range = (i) => {
       const pad = 0.05 * (run.code_max[i] - run.code_min[i] || 1);
       return [run.code_min[i] - pad, run.code_max[i] + pad];
@@ -351,14 +669,55 @@
       size, ratio, inner,
       toPixel: (x, y) => [PLANE_MARGIN + ((x - x0) / (x1 - x0)) * inner, 8 + (1 - (y - y0) / (y1 - y0)) * inner],
       toData: (px, py) => [x0 + ((px - PLANE_MARGIN) / inner) * (x1 - x0), y0 + (1 - (py - 8) / inner) * (y1 - y0)],
+      scale: [inner / (x1 - x0), inner / (y1 - y0)],
       ranges: [[x0, x1], [y0, y1]],
     };
   }
 
   function sameOthers(shading) {
     const [a, b] = state.sliceAxes;
-    return shading.axes[0] === a && shading.axes[1] === b &&
+    return shading.axes[0] === a && shading.axes[1] === b && shading.run === state.run &&
       state.code.every((v, i) => i === a || i === b || Math.abs(v - shading.code[i]) < 1e-9);
+  }
+
+  function arrow(ctx, x0, y0, x1, y1, colour, label) {
+    const angle = Math.atan2(y1 - y0, x1 - x0);
+    ctx.strokeStyle = colour;
+    ctx.fillStyle = colour;
+    ctx.lineWidth = 2.2;
+    ctx.beginPath(); ctx.moveTo(x0, y0); ctx.lineTo(x1, y1); ctx.stroke();
+    ctx.beginPath();
+    ctx.moveTo(x1, y1);
+    ctx.lineTo(x1 - 8 * Math.cos(angle - 0.4), y1 - 8 * Math.sin(angle - 0.4));
+    ctx.lineTo(x1 - 8 * Math.cos(angle + 0.4), y1 - 8 * Math.sin(angle + 0.4));
+    ctx.closePath(); ctx.fill();
+    ctx.font = "bold 11px system-ui, sans-serif";
+    ctx.textAlign = "center";
+    ctx.fillText(label, x1 + 10 * Math.cos(angle), y1 + 10 * Math.sin(angle) + 4);
+  }
+
+  // The compass in the plane: each factor's gradient direction (as a displacement of the code along the two
+  // plane axes); the arrow's length is the share of the gradient's norm that lies in this plane.
+  function drawCompass(ctx, g, cx, cy) {
+    const c = state.compass;
+    const canvas = $("slice-plane");
+    canvas.dataset.arrows = "0";
+    if (!c || !c.gradient || c.code.length !== state.code.length ||
+        c.code.some((v, i) => Math.abs(v - state.code[i]) > 1e-9)) return;
+    const [a, b] = state.sliceAxes;
+    let drawn = 0;
+    c.gradient.forEach((grad, k) => {
+      const full = norm(grad);
+      const inPlane = Math.hypot(grad[a], a === b ? 0 : grad[b]);
+      if (!(full > 0) || !(inPlane > 0)) return;
+      const dx = grad[a] * g.scale[0], dy = -(a === b ? 0 : grad[b]) * g.scale[1];
+      const length = ARROW_PIXELS * (inPlane / full);
+      const d = Math.hypot(dx, dy);
+      arrow(ctx, cx, cy, cx + (dx / d) * length, cy + (dy / d) * length, FACTOR_COLOURS[c.factor_names[k]] || "#333",
+        c.factor_names[k]);
+      drawn += 1;
+    });
+    canvas.dataset.arrows = String(drawn);
   }
 
   function drawPlane() {
@@ -379,8 +738,7 @@
         ctx.fillRect(PLANE_MARGIN + c * cell, 8 + (grid.length - 1 - r) * cell, cell + 0.5, cell + 0.5);
       });
     }
-    const run = scatterInfo();
-    const data = state.data.get(run.id);
+    const data = state.data.get(state.run);
     ctx.fillStyle = "rgba(60,60,70,0.28)";
     for (const code of data.codes) {
       const [px, py] = g.toPixel(code[a], code[b]);
@@ -396,6 +754,15 @@
       });
       ctx.stroke();
     }
+    ctx.font = "bold 11px system-ui, sans-serif";
+    ctx.textAlign = "center";
+    for (const [label, code] of [["A", state.pathEnds.a], ["B", state.pathEnds.b], ["C", state.pathEnds.center]]) {
+      if (!code || code.length !== state.code.length) continue;
+      const [px, py] = g.toPixel(code[a], code[b]);
+      ctx.strokeStyle = "#111827"; ctx.lineWidth = 1.2;
+      ctx.beginPath(); ctx.arc(px, py, 4, 0, 2 * Math.PI); ctx.stroke();
+      ctx.fillStyle = "#111827"; ctx.fillText(label, px, py - 7);
+    }
     const [cx, cy] = g.toPixel(state.code[a], state.code[b]);
     ctx.strokeStyle = "#d62728";
     ctx.lineWidth = 1;
@@ -405,6 +772,7 @@
     ctx.stroke();
     ctx.fillStyle = "#d62728";
     ctx.beginPath(); ctx.arc(cx, cy, 4, 0, 2 * Math.PI); ctx.fill();
+    drawCompass(ctx, g, cx, cy);
     ctx.fillStyle = "#374151";
     ctx.font = "11px system-ui, sans-serif";
     ctx.textAlign = "center";
@@ -424,7 +792,7 @@
   function wirePlane() {
     const canvas = $("slice-plane");
     let dragging = false;
-    const moveTo = (event) => {
+    const codeAt = (event) => {
       const g = planeGeometry(canvas);
       const box = canvas.getBoundingClientRect();
       const [x, y] = g.toData(event.clientX - box.left, event.clientY - box.top);
@@ -432,14 +800,18 @@
       const code = state.code.slice();
       code[a] = x;
       code[b] = y;
-      setCode(code, null);
+      return code;
     };
     canvas.addEventListener("pointerdown", (event) => {
+      if (state.clickTarget !== "code") {
+        setEnd(state.clickTarget, codeAt(event), "a point of the slice plane");
+        return;
+      }
       dragging = true;
       canvas.setPointerCapture(event.pointerId);
-      moveTo(event);
+      setCode(codeAt(event), null);
     });
-    canvas.addEventListener("pointermove", (event) => { if (dragging) moveTo(event); });
+    canvas.addEventListener("pointermove", (event) => { if (dragging) setCode(codeAt(event), null); });
     const stop = () => { dragging = false; };
     canvas.addEventListener("pointerup", stop);
     canvas.addEventListener("pointercancel", stop);
@@ -447,7 +819,9 @@
       $(id).addEventListener("change", () => {
         state.sliceAxes = [Number($("slice-a").value), Number($("slice-b").value)];
         state.shading = null;
+        if (state.compass) showCompass();
         drawPlane();
+        saveHash();
       });
     }
     $("map-plane").addEventListener("click", mapPlane);
@@ -470,14 +844,11 @@
       }
     }
     try {
-      const valid = [];
-      for (let start = 0; start < codes.length; start += state.limits.max_batch) {
-        const answer = await api(runPath(state.scatterRun, "decode"), {codes: codes.slice(start, start + state.limits.max_batch)});
-        valid.push(...(answer.valid === null ? answer.residual.map(() => null) : answer.valid));
-      }
-      state.shading = {axes: [a, b], code: state.code.slice(), grid, valid};
+      const answer = await decodeAll(state.run, codes);
+      const valid = answer.valid === null ? answer.residual.map(() => null) : answer.valid;
+      state.shading = {axes: [a, b], run: state.run, code: state.code.slice(), grid, valid};
       const share = valid.filter((v) => v).length / valid.length;
-      status(`${state.scatterRun}: ${(100 * share).toFixed(0)} % of this plane decodes to valid heatmaps.`, false);
+      status(`${state.run}: ${(100 * share).toFixed(0)} % of this plane decodes to valid heatmaps.`, false);
       drawPlane();
     } catch (error) {
       status(`Mapping the plane failed: ${error.message}`);
@@ -495,6 +866,12 @@
     $("path-center").textContent = codeText(state.pathEnds.center);
   }
 
+  function setClickTarget(value) {
+    state.clickTarget = value;
+    for (const input of document.querySelectorAll("input[name='click-target']")) input.checked = input.value === value;
+    $("slice-plane").dataset.clickTarget = value;
+  }
+
   function pathRequest() {
     const n = Number($("path-n").value);
     const kind = $("path-kind").value;
@@ -509,40 +886,69 @@
       axis: axis === "auto" ? null : Number(axis)};
   }
 
+  const DECODE_KEYS = ["images", "factors", "residual", "shape_residual", "shape_ok", "in_range", "failure"];
+
+  function mergeDecoded(parts) {
+    const merged = {...parts[0]};
+    for (const key of DECODE_KEYS) merged[key] = parts.flatMap((p) => p[key]);
+    merged.valid = parts[0].valid === null ? null : parts.flatMap((p) => p.valid);
+    return merged;
+  }
+
   async function decodeAll(runId, points) {
     const parts = [];
     for (let start = 0; start < points.length; start += state.limits.max_batch) {
       parts.push(await api(runPath(runId, "decode"), {codes: points.slice(start, start + state.limits.max_batch)}));
     }
-    const merged = {...parts[0]};
-    for (const key of ["images", "factors", "residual", "shape_residual", "shape_ok", "in_range", "failure"]) {
-      merged[key] = parts.flatMap((p) => p[key]);
+    return mergeDecoded(parts);
+  }
+
+  async function correspondAll(points) {
+    const parts = [];
+    for (let start = 0; start < points.length; start += state.limits.max_batch) {
+      parts.push(await api(runPath(state.run, "correspond"),
+        {target: state.other, codes: points.slice(start, start + state.limits.max_batch)}));
     }
-    merged.valid = parts[0].valid === null ? null : parts.flatMap((p) => p.valid);
-    return merged;
+    return {codes: parts.flatMap((p) => p.codes), support: parts.flatMap((p) => p.support),
+      decoded: mergeDecoded(parts.map((p) => p.decoded)), alignment: parts[0].alignment};
   }
 
   async function samplePath() {
     const button = $("path-run");
     button.disabled = true;
     try {
-      const answer = await api(runPath(state.scatterRun, "paths"), pathRequest());
+      const answer = await api(runPath(state.run, "paths"), pathRequest());
       const decoded = [answer.decoded];
-      for (const run of state.runs) {
-        if (run.id !== state.scatterRun) decoded.push(await decodeAll(run.id, answer.points));
+      let mapped = null;
+      if (state.other) {
+        mapped = await correspondAll(answer.points);
+        decoded.push(mapped.decoded);
       }
-      const order = [state.scatterRun, ...state.runs.map((r) => r.id).filter((id) => id !== state.scatterRun)];
-      state.path = {points: answer.points, decoded, order};
-      $("path-description").textContent = answer.description;
+      state.path = {kind: answer.kind, points: answer.points, decoded, mapped, order: panelRuns()};
+      $("path-description").textContent = answer.description +
+        (mapped ? ` ${state.other} decodes the corresponding points (${alignmentText(mapped.alignment)}).` : "");
       drawStrips();
       drawPathChart();
       drawScatter();
       drawPlane();
+      $("export-strip").disabled = false;
+      $("export-csv").disabled = false;
+      saveHash();
       status("");
     } catch (error) {
       status(`Path failed: ${error.message}`);
     }
     button.disabled = false;
+  }
+
+  function clearPath() {
+    state.path = null;
+    $("path-strips").replaceChildren();
+    $("path-factors").classList.remove("filled");
+    Plotly.purge("path-factors");
+    $("path-description").textContent = "";
+    $("export-strip").disabled = true;
+    $("export-csv").disabled = true;
   }
 
   function drawStrips() {
@@ -558,7 +964,8 @@
         figure.addEventListener("click", () => setCode(state.path.points[n], null));
         strip.append(figure);
       });
-      box.append(el("div", {class: "strip-label", text: `${state.path.order[k]}: decoded along the path (red frame: not a valid heatmap; click to decode)`}), strip);
+      const what = k === 0 ? "decoded along the path" : "decoded at the corresponding points";
+      box.append(el("div", {class: "strip-label", text: `${state.path.order[k]}: ${what} (red frame: not a valid heatmap; click to decode)`}), strip);
     });
   }
 
@@ -593,14 +1000,24 @@
   }
 
   function wirePaths() {
-    $("path-kind").addEventListener("change", () => {
-      for (const section of document.querySelectorAll(".path-params")) section.hidden = section.dataset.kind !== $("path-kind").value;
-    });
-    $("path-set-a").addEventListener("click", () => { state.pathEnds.a = state.code.slice(); showPathEnds(); });
-    $("path-set-b").addEventListener("click", () => { state.pathEnds.b = state.code.slice(); showPathEnds(); });
-    $("path-set-center").addEventListener("click", () => { state.pathEnds.center = state.code.slice(); showPathEnds(); });
+    $("path-kind").addEventListener("change", () => { showPathKind(); saveHash(); });
+    $("path-set-a").addEventListener("click", () => setEnd("a", state.code, "the current code"));
+    $("path-set-b").addEventListener("click", () => setEnd("b", state.code, "the current code"));
+    $("path-set-center").addEventListener("click", () => setEnd("center", state.code, "the current code"));
     $("path-run").addEventListener("click", samplePath);
-    $("path-n").max = String(state.limits.max_path_points);
+    $("export-strip").addEventListener("click", exportStrip);
+    $("export-csv").addEventListener("click", exportCsv);
+    for (const input of document.querySelectorAll("input[name='click-target']")) {
+      input.addEventListener("change", () => setClickTarget(input.value));
+    }
+    for (const id of ["path-n", "path-axis-1", "path-axis-2", "path-radius", "path-start-angle", "path-end-angle",
+      "path-tolerance", "path-bins", "path-axis", "compass-delta"]) {
+      $(id).addEventListener("change", saveHash);
+    }
+  }
+
+  function showPathKind() {
+    for (const section of document.querySelectorAll(".path-params")) section.hidden = section.dataset.kind !== $("path-kind").value;
   }
 
   function defaultPathEnds(run) {
@@ -616,7 +1033,7 @@
     $("path-radius").value = fmt(0.3 * Math.min(...spans.slice(0, Math.max(2, Math.min(3, spans.length)))), 2);
   }
 
-  // ---------- start ----------
+  // ---------- runs ----------
 
   function fillAxisSelect(select, chosen, withAuto = false) {
     select.replaceChildren();
@@ -625,79 +1042,196 @@
     select.value = String(chosen);
   }
 
-  function describeRuns() {
-    $("run-summary").replaceChildren(...state.runs.map((run) => {
-      const fro = run.metrics.test_frobenius;
-      const chip = el("span", {class: "run-chip"}, [el("b", {text: run.id}), ` ${run.kind.toUpperCase()} · D=${run.latent_dim}`]);
-      if (fro && fro.median !== undefined) chip.append(` · test error median ${fmt(fro.median, 2)}`);
-      chip.title = `oracle: ${run.oracle.source}; shape threshold ${fmt(run.oracle.threshold)}`;
-      return chip;
-    }));
-    const run = scatterInfo();
+  const runLabel = (r) => `${r.id} · ${r.dataset_kind} ${r.kind.toUpperCase()} D=${r.latent_dim} s${r.seed}` +
+    (r.kind === "vae" && r.beta !== 1 ? ` β=${r.beta}` : "") + (r.ready ? "" : " (not trained yet)");
+
+  function fillRunSelects() {
+    $("run-a").replaceChildren(...state.listing.map((r) => el("option", {value: r.id, text: runLabel(r)})));
+    $("run-a").value = state.run;
+    const mine = listed(state.run);
+    const choices = state.listing.filter((r) => r.id !== state.run && r.dataset_hash === mine.dataset_hash);
+    $("run-b").replaceChildren(el("option", {value: "none", text: "nothing"}),
+      ...choices.map((r) => el("option", {value: r.id, text: runLabel(r)})));
+    $("run-b").value = state.other || "none";
+  }
+
+  function showRunsTable() {
+    const head = el("tr", {}, ["run", "folder", "dataset", "model", "seed", "β", "D", "test error (median)", "", ""]
+      .map((text) => el("th", {text})));
+    const rows = state.listing.map((r) => {
+      const fro = r.metrics.test_frobenius;
+      const asRun = el("button", {type: "button", class: "small", text: "show", "data-run": r.id});
+      const asOther = el("button", {type: "button", class: "small", text: "compare", "data-compare": r.id});
+      asRun.disabled = !r.ready || r.id === state.run;
+      asOther.disabled = !r.ready || r.id === state.run || r.id === state.other ||
+        r.dataset_hash !== listed(state.run).dataset_hash;
+      if (r.dataset_hash !== listed(state.run).dataset_hash) asOther.title = "trained on other data: no shared images to align through";
+      asRun.addEventListener("click", () => {
+        const keep = state.other && state.other !== r.id && listed(state.other).dataset_hash === r.dataset_hash;
+        chooseRuns(r.id, keep ? state.other : null).catch((error) => status(`Could not show ${r.id}: ${error.message}`));
+      });
+      asOther.addEventListener("click", () => {
+        chooseRuns(state.run, r.id).catch((error) => status(`Could not compare with ${r.id}: ${error.message}`));
+      });
+      const tr = el("tr", {"data-run": r.id}, [el("td", {text: r.id}), el("td", {class: "muted", text: r.collection || "(named)"}),
+        el("td", {text: r.dataset_kind}), el("td", {text: r.kind.toUpperCase()}), el("td", {text: String(r.seed)}),
+        el("td", {text: r.kind === "vae" ? String(r.beta) : "–"}), el("td", {text: String(r.latent_dim)}),
+        el("td", {text: fro && fro.median !== undefined ? fmt(fro.median, 3) : "–"}), el("td", {}, [asRun]), el("td", {}, [asOther])]);
+      if (r.id === state.run) tr.classList.add("shown");
+      if (r.id === state.other) tr.classList.add("compared");
+      if (!r.ready) tr.classList.add("unready");
+      return tr;
+    });
+    $("runs-table").replaceChildren(el("table", {class: "runs"}, [el("thead", {}, [head]), el("tbody", {}, rows)]));
+    $("runs-note").textContent = `${state.listing.length} run${state.listing.length === 1 ? "" : "s"} found; each is loaded when first shown`;
+  }
+
+  function describeRun() {
+    const run = info();
     $("projection-note").textContent = run.projection.method === "pca"
       ? `first 3 principal components of the ${run.latent_dim}-D codes of ${run.id}`
       : `latent axes of ${run.id}`;
   }
 
-  async function start() {
-    const info = await api("/api/runs");
-    state.runs = info.runs;
-    state.limits = info.limits;
-    state.scatterRun = state.runs[0].id;
-    for (const run of state.runs) state.data.set(run.id, await loadCodes(run));
-    const first = state.runs[0];
-    state.colour = Math.max(0, first.colour_names.indexOf("rho"));
-    $("scatter-run").replaceChildren(...state.runs.map((r) => el("option", {value: r.id, text: r.id})));
-    $("colour-by").replaceChildren(...first.colour_names.map((name, j) => el("option", {value: String(j), text: name})),
-      el("option", {value: String(first.colour_names.length), text: "test split"}));
-    $("colour-by").value = String(state.colour);
-    state.sliceAxes = [0, Math.min(1, dim() - 1)];
-    fillAxisSelect($("slice-a"), state.sliceAxes[0]);
-    fillAxisSelect($("slice-b"), state.sliceAxes[1]);
-    fillAxisSelect($("path-axis-1"), 0);
-    fillAxisSelect($("path-axis-2"), Math.min(2, dim() - 1));
-    fillAxisSelect($("path-axis"), "auto", true);
-    describeRuns();
+  // Show `runId` (and compare it with `otherId`); `restore` holds the state read from the URL, if any.
+  async function chooseRuns(runId, otherId, restore = null) {
+    const runChanged = runId !== state.run;
+    status(`Loading ${[runId, otherId].filter(Boolean).join(" and ")}…`, false);
+    const run = await loadRun(runId);
+    await loadCodes(runId);
+    if (otherId) await loadRun(otherId);
+    state.run = runId;
+    state.other = otherId;
+    state.alignment = null;
+    if (runChanged) {
+      state.source = null;
+      state.shading = null;
+      state.compass = null;
+      clearPath();
+      const names = run.colour_names;
+      if (!names.includes(state.colour) && !(state.colour in VERDICT_COLOURS) && state.colour !== "test") {
+        state.colour = names.includes("rho") ? "rho" : names[0];
+      }
+      $("colour-by").replaceChildren(...colourOptions(run).map(([value, text]) => el("option", {value, text})));
+      $("colour-by").value = state.colour;
+      state.sliceAxes = [0, Math.min(1, run.latent_dim - 1)];
+      state.code = run.code_median.slice();
+      defaultPathEnds(run);
+      if (restore) applyRestore(restore, run);
+      fillAxisSelect($("slice-a"), state.sliceAxes[0]);
+      fillAxisSelect($("slice-b"), state.sliceAxes[1]);
+      fillAxisSelect($("path-axis-1"), restore && restore.arc ? restore.arc[0] : 0);
+      fillAxisSelect($("path-axis-2"), restore && restore.arc ? restore.arc[1] : Math.min(2, run.latent_dim - 1));
+      fillAxisSelect($("path-axis"), restore && restore.isoAxis !== undefined ? restore.isoAxis : "auto", true);
+      buildSliders();
+      syncSliders();
+      showPathEnds();
+      describeRun();
+      await drawScatter();
+    } else if (state.path) {
+      clearPath();
+    }
+    fillRunSelects();
+    showRunsTable();
     buildDecodedPanels();
-    buildSliders();
-    state.code = first.code_median.slice();
-    syncSliders();
-    defaultPathEnds(first);
-    showPathEnds();
+    drawPlane();
+    saveHash();
+    status("");
+    await runDecode();
+  }
+
+  function applyRestore(restore, run) {
+    const d = run.latent_dim;
+    const code = numbers(restore.get("code"), d);
+    if (code) state.code = code;
+    const image = Number(restore.get("image"));
+    if (restore.has("image") && Number.isInteger(image) && image >= 0 && image < run.n_codes) state.source = image;
+    const axes = numbers(restore.get("slice"), 2);
+    if (axes && axes.every((v) => Number.isInteger(v) && v >= 0 && v < d)) state.sliceAxes = axes;
+    for (const key of ["a", "b", "center"]) {
+      const end = numbers(restore.get(key), d);
+      if (end) state.pathEnds[key] = end;
+    }
+    const kind = restore.get("path");
+    if (["line", "angular", "isovariance"].includes(kind)) $("path-kind").value = kind;
+    showPathKind();
+    const n = Number(restore.get("n"));
+    if (Number.isInteger(n) && n >= 2 && n <= state.limits.max_path_points) $("path-n").value = String(n);
+    const arc = (restore.get("arc") || "").split(",");
+    if (arc.length === 5 && arc.every((v) => v !== "" && Number.isFinite(Number(v)))) {
+      const [i, j] = arc.slice(0, 2).map(Number);
+      if (Number.isInteger(i) && Number.isInteger(j) && i >= 0 && j >= 0 && i < d && j < d) restore.arc = [i, j];
+      $("path-radius").value = arc[2];
+      $("path-start-angle").value = arc[3];
+      $("path-end-angle").value = arc[4];
+    }
+    const iso = (restore.get("iso") || "").split(",");
+    if (iso.length === 3) {
+      if (Number(iso[0]) > 0) $("path-tolerance").value = iso[0];
+      if (Number.isInteger(Number(iso[1])) && Number(iso[1]) >= 2) $("path-bins").value = iso[1];
+      const axis = Number(iso[2]);
+      restore.isoAxis = iso[2] === "auto" || !(Number.isInteger(axis) && axis >= 0 && axis < d) ? "auto" : axis;
+    }
+    const step = Number(restore.get("step"));
+    if (step > 0) $("compass-delta").value = String(step);
+  }
+
+  async function start() {
+    const answer = await api("/api/runs");
+    state.listing = answer.runs;
+    state.limits = answer.limits;
+    $("path-n").max = String(state.limits.max_path_points);
+    const restore = readHash();
+    const known = (id) => state.listing.some((r) => r.id === id && r.ready);
+    let runId = answer.default.a, otherId = answer.default.b;
+    if (restore.has("run")) {
+      if (known(restore.get("run"))) {
+        runId = restore.get("run");
+        const other = restore.get("other");
+        const sameData = (id) => listed(id).dataset_hash === listed(runId).dataset_hash;
+        otherId = other && other !== "none" && known(other) && other !== runId && sameData(other) ? other : null;
+      } else {
+        status(`The link names run ${restore.get("run")}, which this explorer does not serve; showing ${runId}.`);
+      }
+    }
+    const colour = restore.get("colour");
+    if (colour) state.colour = colour;
     wirePlane();
     wirePaths();
-    $("reset-code").addEventListener("click", () => setCode(scatterInfo().code_median, null));
+    $("reset-code").addEventListener("click", () => setCode(info().code_median, null));
     $("encode-button").addEventListener("click", async () => {
       const index = Number($("encode-index").value);
       try {
-        const answer = await api(runPath(state.scatterRun, "encode"), {index});
-        setCode(answer.code, index);
+        const found = await api(runPath(state.run, "encode"), {index});
+        setCode(found.code, index);
       } catch (error) {
         status(`Encoding failed: ${error.message}`);
       }
     });
-    $("colour-by").addEventListener("change", () => {
-      state.colour = Number($("colour-by").value);
-      const run = scatterInfo();
-      Plotly.restyle("scatter", {"marker.color": [colourValues(run)], "marker.colorbar.title.text": colourName(run)}, [0]);
-    });
-    $("scatter-run").addEventListener("change", async () => {
-      state.scatterRun = $("scatter-run").value;
-      state.source = null;
-      state.shading = null;
-      describeRuns();
+    $("colour-by").addEventListener("change", async () => {
+      state.colour = $("colour-by").value;
+      saveHash();
       await drawScatter();
-      drawPlane();
+      $("scatter").dataset.colour = state.colour;
     });
-    await drawScatter();
+    $("run-a").addEventListener("change", () => {
+      const id = $("run-a").value;
+      const keep = state.other && state.other !== id && listed(state.other).dataset_hash === listed(id).dataset_hash;
+      chooseRuns(id, keep ? state.other : null).catch((error) => status(`Could not show ${id}: ${error.message}`));
+    });
+    $("run-b").addEventListener("change", () => {
+      const id = $("run-b").value;
+      chooseRuns(state.run, id === "none" ? null : id).catch((error) => status(`Could not compare with ${id}: ${error.message}`));
+    });
+    await chooseRuns(runId, otherId, restore);
     wireScatterEvents();
-    drawPlane();
     window.addEventListener("resize", () => drawPlane());
-    await runDecode();
+    if (restore.get("sampled") === "1") await samplePath();
+    $("scatter").dataset.colour = state.colour;
     document.body.dataset.ready = "1";
   }
 
-  window.atlasExplorer = {state, pickIndex, setCode};
+  window.atlasExplorer = {state, pickIndex, setCode, pathCsv};
   window.addEventListener("DOMContentLoaded", () => {
     start().catch((error) => status(`The explorer could not start: ${error.message}`));
   });

@@ -48,7 +48,7 @@ def latent_structure(inputs: RunInputs) -> AnalysisOutput:
     }, {"nn_distances": nearest_neighbour_distances(codes).astype(np.float32)})
 
 
-@analysis("embeddings", groups=(DIMENSIONS,), n_points=2000, methods=("pca", "tsne", "umap"))
+@analysis("embeddings", groups=(DIMENSIONS,), n_points=1000, methods=("pca", "tsne"))
 def embeddings(inputs: RunInputs) -> AnalysisOutput:
     """For latent dimensions above 3: 2-D views of a subsample of the codes by PCA, t-SNE and UMAP."""
     codes = inputs.latents.codes
