@@ -193,6 +193,8 @@ def test_rerunning_train_into_a_finished_run_refuses(capsys, trained_runs):
     (["data", "gaussian", "-o", "{file}/x.npz"], "a_file"),
     (["train", "--data", "{data}", "-o", "{file}"], "File exists"),
     (["train", "--data", "{data}", "-o", "{tmp}/r", "--seed", "99999999999999999999"], "train.seed"),
+    (["train", "--data", "{data}", "-o", "{tmp}/r", "--model", "cvae"], "the cvae needs the factor"),
+    (["train", "--data", "{data}", "-o", "{tmp}/r", "--condition", "rho"], "only the cvae takes a condition"),
     (["study", "-o", "{tmp}/s", "--config", "{toml}"], "model.hidden_dims"),
 ])
 def test_unwritable_outputs_and_out_of_range_values_are_one_line(capsys, tmp_path, tiny_dataset_file, argv, needle):

@@ -56,6 +56,16 @@ def study(tmp_path_factory, trained_runs) -> Path:
     return root
 
 
+def test_a_conditional_run_in_a_study_is_skipped_with_its_reason(study, trained_runs, tmp_path):
+    shutil.copytree(study, tmp_path / "study")
+    copy_run(trained_runs["vae"].path, tmp_path / "study" / "runs" / "gaussian-cvae-s0", "../../data/gaussian.npz",
+             model__kind="cvae", model__condition="rho")
+    entries, skipped = discover([tmp_path / "study"])
+    assert "gaussian-cvae-s0" not in {entry.id for entry in entries} and len(entries) == 4
+    (cvae,) = [s for s in skipped if s["path"].endswith("gaussian-cvae-s0")]
+    assert "is a cvae" in cvae["reason"] and "condition (rho)" in cvae["reason"]
+
+
 @pytest.fixture(scope="module")
 def client(study):
     with TestClient(create_app([study], max_batch=16)) as test_client:

@@ -8,6 +8,7 @@ import matplotlib
 import numpy as np
 import pytest
 from matplotlib.image import AxesImage
+from matplotlib.patches import Rectangle
 
 from latent_atlas.analysis.latents import LatentCodes
 from latent_atlas.analysis.paths import LatentPath
@@ -69,12 +70,17 @@ def test_image_strip_shows_images_and_one_curve_per_recovered_factor():
     fig = image_strip(images, recovered, title="strip", extent=3.0, true_factors={"rho": np.zeros(6)}, valid=valid)
     image_axes = [ax for ax in fig.axes if ax.images]
     curve_axes = [ax for ax in fig.axes if not ax.images]
-    assert len(image_axes) == 6 and len(curve_axes) == 2
-    shown = image_axes[0].images[0]
-    assert isinstance(shown, AxesImage) and shown.origin == "lower"
-    assert list(shown.get_extent()) == [-3.0, 3.0, -3.0, 3.0] and shown.get_clim() == (0, 1)
-    np.testing.assert_array_equal(shown.get_array(), images[0])
-    assert [ax.spines["top"].get_visible() for ax in image_axes] == list(~valid)  # invalid images are framed
+    assert len(image_axes) == 1 and len(curve_axes) == 2
+    strip = image_axes[0]
+    assert len(strip.images) == 6 and all(isinstance(shown, AxesImage) for shown in strip.images)
+    for i, shown in enumerate(strip.images):  # image i sits above step i of the curves, drawn upright in 0..1
+        assert shown.origin == "lower" and shown.get_clim() == (0, 1)
+        left, right, bottom, top = shown.get_extent()
+        assert left < i < right and (left + right) / 2 == pytest.approx(i) and right - left == pytest.approx(top - bottom)
+        np.testing.assert_array_equal(shown.get_array(), images[i])
+    frames = [patch for patch in strip.patches if isinstance(patch, Rectangle)]
+    assert [round(frame.get_x() + frame.get_width() / 2) for frame in frames] == [2]  # invalid images are framed
+    assert strip.get_xlim() == (-0.5, 5.5)
     rho_axis = curve_axes[0]
     np.testing.assert_allclose(rho_axis.lines[0].get_ydata(), recovered["rho"])
     assert len(rho_axis.lines) == 3  # recovered, true, invalid marker
@@ -85,7 +91,7 @@ def test_image_strip_shows_images_and_one_curve_per_recovered_factor():
 
 def test_image_strip_without_curves_and_bad_input():
     fig = image_strip(np.zeros((3, 8, 8)))
-    assert len(fig.axes) == 3 and renders_png(fig)
+    assert len(fig.axes) == 1 and len(fig.axes[0].images) == 3 and renders_png(fig)
     with pytest.raises(AtlasError, match="shape"):
         image_strip(np.zeros((3, 8, 8)), {"rho": np.zeros(4)})
     with pytest.raises(AtlasError, match="non-empty"):

@@ -369,3 +369,57 @@ def test_attribute_effects_direction_against_its_null_per_factor():
     assert var_x.get_ylim()[1] >= 1.3 and var_x.get_xlim()[1] >= 0.5  # every point inside the panel
     with pytest.raises(AtlasError, match="at least one model"):
         figures.attribute_effects({"vae": {"r2": 0.5}})
+
+
+# -- 9. conditional generation ---------------------------------------------------------------------------------
+
+
+def cvae_level(requested, value, matches: dict, chance: dict) -> dict:
+    """A level of conditional_generation.json: matches {key: (fraction, low, high)}, chance {key: base rate}."""
+    return {"requested": requested, "value": value,
+            "match": {key: {"n": 100, "k": round(f * 100), "fraction": f, "low": lo, "high": hi}
+                      for key, (f, lo, hi) in matches.items()},
+            "chance": chance, "valid": {"n": 100, "k": 90, "fraction": 0.9, "low": 0.83, "high": 0.94}}
+
+
+def test_conditional_match_one_panel_per_condition_with_wilson_bars_and_base_rate():
+    df_run = {"condition": "df", "levels": [cvae_level("heavy", 2.0, {"class": (0.7, 0.6, 0.78)}, {"class": 0.3}),
+                                            cvae_level("light", 200.0, {"class": (0.95, 0.89, 0.98)},
+                                                       {"class": 0.7})]}
+    rho_levels = [cvae_level(r, r, {"half_step": (0.4 + r / 4, 0.3 + r / 4, 0.5 + r / 4), "step": (0.6, 0.5, 0.7)},
+                             {"half_step": 0.1, "step": 0.2}) for r in (-0.5, 0.0, 0.5)]
+    rho_run = {"condition": "rho", "tolerances": {"half_step": 0.05, "step": 0.1}, "levels": rho_levels}
+    fig = figures.conditional_match({"student_t-cvae-s0": df_run, "gaussian-cvae-s0": rho_run,
+                                     "gaussian-cvae-s1": None}, seeds={"student_t-cvae-s0": 0})
+    assert_renders(fig, 2)
+    df_ax, rho_ax = fig.axes
+    assert [t.get_text() for t in df_ax.get_xticklabels()] == ["heavy tails", "light tails"]
+    points = xy(artist(df_ax, "match/student_t-cvae-s0/class"))
+    np.testing.assert_allclose(points[:, 1], [0.7, 0.95])
+    np.testing.assert_allclose(points[:, 0], [0.0, 1.0])  # one run, one rule: centred on the level
+    segments = artist(df_ax, "wilson/student_t-cvae-s0/class").get_segments()
+    np.testing.assert_allclose([(s[0, 1], s[1, 1]) for s in segments], [(0.6, 0.78), (0.89, 0.98)])
+    np.testing.assert_allclose(xy(artist(df_ax, "chance/df/class/heavy"))[:, 1], [0.3, 0.3])
+    # rho: a numeric axis at the requested values, both tolerances side by side, the tighter one filled.
+    tight, loose = artist(rho_ax, "match/gaussian-cvae-s0/half_step"), artist(rho_ax, "match/gaussian-cvae-s0/step")
+    np.testing.assert_allclose(xy(tight)[:, 1], [0.275, 0.4, 0.525])
+    assert np.all(xy(tight)[:, 0] < xy(loose)[:, 0]) and np.all(np.abs(xy(tight)[:, 0] - [-0.5, 0.0, 0.5]) < 0.2)
+    assert tight.get_markerfacecolor() != "white" and loose.get_markerfacecolor() == "white"
+    assert "≤ 0.05 / 0.1" in rho_ax.get_title()
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert labels[:2] == ["seed 0", "gaussian-cvae-s0"] and "looser tolerance" in labels
+    with pytest.raises(AtlasError, match="at least one run"):
+        figures.conditional_match({"a": None, "b": {"condition": "df", "levels": []}})
+
+
+def test_conditional_samples_one_row_per_condition():
+    images = {"heavy tails": np.full((3, 6, 6), 0.2), "light tails": np.full((2, 6, 6), 0.8)}
+    fig = figures.conditional_samples(images, extent=3.0, title="samples")
+    assert_renders(fig, 6)
+    first = artist(fig.axes[0], "sample/heavy tails/0")
+    assert first.get_array().shape == (6, 6) and float(first.get_array().mean()) == pytest.approx(0.2)
+    assert artist(fig.axes[3], "sample/light tails/0").get_array().mean() == pytest.approx(0.8)
+    assert not fig.axes[5].axison  # the light row has two samples: its third cell is blank
+    assert fig.axes[0].get_ylabel() == "heavy tails" and fig.axes[3].get_ylabel() == "light tails"
+    with pytest.raises(AtlasError, match="at least one level"):
+        figures.conditional_samples({"x": np.zeros((0, 6, 6))}, extent=3.0, title="t")

@@ -6,44 +6,119 @@ import torch
 from torch.distributions import Normal, kl_divergence
 
 from latent_atlas.config import ModelConfig
+from latent_atlas.errors import AtlasError
 from latent_atlas.models import MODEL_KINDS, build_model
+from latent_atlas.models.conditioning import CONDITION_DIMS
 from latent_atlas.models.likelihood import reconstruction_nll
 from latent_atlas.training import load_model, save_model
 
 from .conftest import tiny_model_config
 
 KINDS = sorted(MODEL_KINDS)
+# What a kind needs beyond the shared tiny config (the cvae: the factor it is conditioned on).
+KIND_SETTINGS = {"cvae": {"condition": "df"}}
+VARIATIONAL = {"vae", "cvae"}
+
+
+def kind_config(kind: str, **overrides) -> ModelConfig:
+    return tiny_model_config(kind=kind, **{**KIND_SETTINGS.get(kind, {}), **overrides})
+
+
+def some_conditions(model, n: int, seed: int = 0) -> torch.Tensor | None:
+    """(n, C) conditions for a conditional model (one-hot rows for df), None for the others."""
+    if not model.conditional:
+        return None
+    rows = torch.randint(model.condition_dim, (n,), generator=torch.Generator().manual_seed(seed))
+    return torch.nn.functional.one_hot(rows, model.condition_dim).float()  # (n, C)
 
 
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])
 def test_model_contract(kind, likelihood, tmp_path):
     torch.manual_seed(0)
-    config = tiny_model_config(kind=kind, likelihood=likelihood, latent_dim=2).for_images((12, 12))
+    config = kind_config(kind, likelihood=likelihood, latent_dim=2).for_images((12, 12))
     model = build_model(config)
+    assert type(model) is MODEL_KINDS[kind] and model.kind == kind
     images = torch.rand(5, 1, 12, 12)
+    conditions = some_conditions(model, 5)
 
-    posterior = model.encode(images)
+    posterior = model.encode(images, conditions)
     assert posterior.mean.shape == (5, 2)
-    assert (posterior.logvar is not None) == (kind == "vae")
-    out = model(images, sample=True, generator=torch.Generator().manual_seed(1))
+    assert (posterior.logvar is not None) == (kind in VARIATIONAL)
+    out = model(images, sample=True, generator=torch.Generator().manual_seed(1), conditions=conditions)
     assert out.logits.shape == (5, 1, 12, 12) and out.codes.shape == (5, 2)
-    assert model.decode_images(out.codes).shape == (5, 12, 12)
+    assert model.decode_images(out.codes, conditions).shape == (5, 12, 12)
 
     # Two optimisation steps on one batch reduce its loss.
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
-    before = model.loss(images, sample=False).total.item()
+    before = model.loss(images, sample=False, conditions=conditions).total.item()
     for _ in range(2):
         optimizer.zero_grad()
-        model.loss(images, sample=True, generator=torch.Generator().manual_seed(2)).total.backward()
+        model.loss(images, sample=True, generator=torch.Generator().manual_seed(2),
+                   conditions=conditions).total.backward()
         optimizer.step()
-    assert model.loss(images, sample=False).total.item() < before
+    assert model.loss(images, sample=False, conditions=conditions).total.item() < before
 
     save_model(tmp_path / "m.safetensors", model)
     loaded = load_model(tmp_path / "m.safetensors")
     assert type(loaded) is type(model) and loaded.config == model.config
     with torch.no_grad():
-        np.testing.assert_array_equal(loaded.decode(out.codes).numpy(), model.decode(out.codes).numpy())
+        np.testing.assert_array_equal(loaded.decode(out.codes, conditions).numpy(),
+                                      model.decode(out.codes, conditions).numpy())
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_conditions_are_required_exactly_when_the_kind_takes_them(kind):
+    model = build_model(kind_config(kind).for_images((12, 12)))
+    images, codes = torch.rand(2, 1, 12, 12), torch.zeros(2, model.latent_dim)
+    if model.conditional:
+        with pytest.raises(AtlasError, match="needs the conditions"):
+            model.encode(images)
+        with pytest.raises(AtlasError, match="needs the conditions"):
+            model.decode(codes)
+        with pytest.raises(AtlasError, match="must have shape"):
+            model.decode(codes, torch.zeros(2, model.condition_dim + 1))
+    else:
+        with pytest.raises(AtlasError, match="takes no conditions"):
+            model.encode(images, torch.zeros(2, 1))
+        with pytest.raises(AtlasError, match="takes no conditions"):
+            model.loss(images, conditions=torch.zeros(2, 1))
+
+
+@pytest.mark.parametrize("condition", sorted(CONDITION_DIMS))
+def test_the_condition_enters_both_encoder_and_decoder(condition):
+    torch.manual_seed(0)
+    model = build_model(tiny_model_config(kind="cvae", condition=condition).for_images((12, 12))).eval()
+    width = CONDITION_DIMS[condition]
+    assert model.to_posterior.in_features == model.encoder.out_features + width
+    assert model.decoder.head[0].in_features == model.latent_dim + width
+    images, codes = torch.rand(3, 1, 12, 12), torch.randn(3, model.latent_dim)
+    a, b = torch.zeros(3, width), torch.ones(3, width)
+    with torch.no_grad():
+        assert not torch.allclose(model.encode(images, a).mean, model.encode(images, b).mean)
+        assert not torch.allclose(model.decode(codes, a), model.decode(codes, b))
+        # The condition changes nothing but the rows it is given to.
+        mixed = torch.cat([a[:1], b[1:]])
+        torch.testing.assert_close(model.decode(codes, mixed)[0], model.decode(codes, a)[0])
+
+
+def test_the_condition_belongs_to_the_cvae_alone():
+    assert kind_config("cvae").condition == "df"
+    with pytest.raises(ValueError, match="condition: the cvae needs"):
+        tiny_model_config(kind="cvae")
+    with pytest.raises(ValueError, match="only the cvae takes a condition"):
+        tiny_model_config(kind="vae", condition="rho")
+    # Unconditional configs serialise as before the cvae existed (same run hashes, same resumes).
+    assert "condition" not in tiny_model_config(kind="vae").to_dict()
+    cvae = tiny_model_config(kind="cvae", condition="rho")
+    assert ModelConfig.model_validate(cvae.to_dict()) == cvae
+
+
+def test_unconditional_kinds_build_as_before_the_cvae():
+    """The AE and VAE draw the same initial weights whatever the cvae adds: their layer sizes are unchanged."""
+    model = build_model(tiny_model_config(kind="vae", latent_dim=3).for_images((12, 12)))
+    assert model.to_posterior.in_features == model.encoder.out_features
+    assert model.decoder.head[0].in_features == 3
 
 
 @pytest.mark.parametrize(

@@ -61,6 +61,7 @@ def test_runs_cover_datasets_models_seeds_and_sections():
     assert core <= names
     assert {"gaussian-vae-latent_dim2-s0", "gaussian-vae-latent_dim4-s1", "gaussian-vae-beta0.5-s0",
             "gaussian-vae-beta2-s0"} <= names
+    assert {"gaussian-cvae-s0", "student_t-cvae-s0"} <= names and "gaussian-cvae-s1" not in names  # toolbox seeds
     assert "gaussian-vae-latent_dim3-s0" not in names  # the default dimension is the core run, trained once
 
 
@@ -160,3 +161,25 @@ def test_the_study_command_on_a_finished_study_prints_the_verdicts_and_runs_noth
     assert "0 to run" in err
     assert "gaussian-vae-s1" in out and "compare-gaussian: over 2 paired training seeds" in out
     assert "test Frobenius error, mean:" in out and str(tiny_study.report) in out
+
+
+def test_a_study_without_the_optional_sections_renders_without_them(tiny_study, tmp_path):
+    """The default study has neither the dimensions nor the toolbox section: no aggregates, no figures for them."""
+    import shutil
+
+    from latent_atlas.report.build import MANIFEST_PREFIX, write_report_html
+
+    core = tmp_path / "core"
+    shutil.copytree(tiny_study.output, core)
+    for name in ("dimensions", "betas", "toolbox-gaussian", "toolbox-student_t"):
+        (core / "aggregates" / f"{name}.json").unlink()
+    for section in ("dimension_section", "toolbox_section"):
+        (core / "figures" / f"{MANIFEST_PREFIX}{section}.json").write_text("{}")
+    html = write_report_html(core, json.loads((core / "results.json").read_text())).read_text()
+    assert 'id="dimension"' not in html and 'id="toolbox"' not in html and 'href="#dimension"' not in html
+    for section in ("summary", "reconstruction", "validity", "holes", "reproduce"):
+        assert f'id="{section}"' in html, section
+    parser = NumberSpans()
+    parser.feed(html)
+    assert not any(span["data-source"].startswith(("aggregates/dimensions", "aggregates/betas",
+                                                     "aggregates/toolbox")) for span in parser.spans)

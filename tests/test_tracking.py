@@ -93,3 +93,37 @@ def test_missing_tensorboard_package_is_a_clear_error(tmp_path, tiny_dataset, ti
 
 def test_flatten_dots_nested_keys():
     assert flatten({"a": {"b": 1, "c": {"d": [2]}}, "e": None}) == {"a.b": 1, "a.c.d": [2], "e": None}
+
+
+SWEEP = {
+    "sweep": {"model.kind": ["vae", "ae"]},
+    "data": {"kind": "gaussian", "grid_size": 12, "var_x": {"values": [0.3, 1.0, 2.5]},
+             "var_y": {"values": [0.3, 1.0, 2.5]}, "rho": {"values": [-0.6, 0.0, 0.3, 0.7]}},
+    "model": {"channels": [4, 8], "hidden_dims": [16]},
+    "train": {"epochs": 2, "batch_size": 4},
+}
+
+
+def test_sweep_tracks_every_run_without_changing_its_key(tmp_path):
+    from latent_atlas.study.sweep import run_sweep, sweep_graph
+
+    assert sweep_graph(SWEEP, tracking="tensorboard").key == sweep_graph(SWEEP).key
+    run_sweep(SWEEP, tmp_path, backend="local", progress=False, tracking="tensorboard")
+    for run in ("gaussian-vae-s0", "gaussian-ae-s0"):
+        folder = tmp_path / "runs" / run
+        events = _events(folder / TENSORBOARD_DIR)
+        assert [step for step, _ in _scalars(events, "epoch/val_loss")] == [1, 2]
+        metrics = json.loads((folder / "metrics.json").read_text())
+        assert _scalars(events, "final/test_frobenius.mean") == [
+            (0, pytest.approx(metrics["test_frobenius"]["mean"], rel=1e-6))]
+    ledger = sorted(p.stat().st_mtime_ns for p in (tmp_path / "tasks").glob("*.json"))
+    run_sweep(SWEEP, tmp_path, backend="local", progress=False)  # tracking off: the same tasks, nothing redone
+    assert sorted(p.stat().st_mtime_ns for p in (tmp_path / "tasks").glob("*.json")) == ledger
+
+
+def test_cli_rejects_an_unknown_tracker(capsys):
+    from latent_atlas.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["study", "--track", "mlflow", "-o", "unused"])
+    assert exit_info.value.code == 2 and "invalid choice: 'mlflow'" in capsys.readouterr().err

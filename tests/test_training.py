@@ -222,3 +222,56 @@ def test_progress_bar_is_drawn_only_when_asked_or_on_a_terminal(tmp_path, tiny_d
     assert show_bar(True, "auto") is True and show_bar(True, False) is False and show_bar(False, "auto") is False
     with pytest.raises(AtlasError, match="progress_bar must be"):
         show_bar(True, "sometimes")
+
+
+# -- the conditional VAE: the trainer feeds each batch its images' own conditions ---------------------------------
+
+
+def _cvae_train(dataset, data_path, run_dir, condition="df", **kwargs):
+    return train(dataset, data_path, tiny_model_config(kind="cvae", condition=condition), tiny_train_config(epochs=3),
+                 run_dir, progress=False, **kwargs)
+
+
+@pytest.mark.parametrize("condition", ["df", "rho"])
+def test_cvae_batches_carry_their_own_images_conditions(tmp_path, tiny_t_dataset, condition):
+    from latent_atlas.models.conditioning import encode_conditions
+    from latent_atlas.training.trainer import Trainer
+
+    path = tmp_path / "t.npz"
+    tiny_t_dataset.save(path)
+    trainer = Trainer(tiny_t_dataset, path, tiny_model_config(kind="cvae", condition=condition), tiny_train_config(),
+                      tmp_path / "run", progress=False)
+    # Each image of the tiny grid is unique, so an image finds its dataset row.
+    rows = {image.tobytes(): i for i, image in enumerate(tiny_t_dataset.images)}
+    expected = encode_conditions(condition, tiny_t_dataset.factor(condition), tiny_t_dataset.config)
+    seen = []
+    loss = trainer.model.loss
+
+    def checking_loss(images, sample=True, generator=None, conditions=None):
+        index = [rows[image.numpy().tobytes()] for image in images[:, 0].contiguous()]
+        np.testing.assert_array_equal(conditions.numpy(), expected[index])
+        seen.extend(index)
+        return loss(images, sample=sample, generator=generator, conditions=conditions)
+
+    trainer.model.loss = checking_loss
+    trainer.fit(max_new_epochs=1)
+    fit_idx, val_idx = validation_split(tiny_t_dataset.train_idx, trainer.train_config.validation_fraction, 0)
+    assert sorted(seen[: len(fit_idx)]) == fit_idx.tolist()  # one training epoch: every fit image once
+    assert sorted(seen[len(fit_idx):]) == val_idx.tolist()  # then the held-out loss, with its own conditions
+
+
+def test_cvae_resumes_to_the_same_weights_and_checkpoints_round_trip(tmp_path, tiny_t_dataset):
+    path = tmp_path / "t.npz"
+    tiny_t_dataset.save(path)
+    whole = _cvae_train(tiny_t_dataset, path, tmp_path / "whole").run
+    assert _cvae_train(tiny_t_dataset, path, tmp_path / "parts", max_new_epochs=1).run is None
+    resumed = _cvae_train(tiny_t_dataset, path, tmp_path / "parts", resume=True).run
+    assert (whole.path / "model.safetensors").read_bytes() == (resumed.path / "model.safetensors").read_bytes()
+    model = whole.load_model()
+    assert model.kind == "cvae" and model.config.condition == "df" and whole.model_config == model.config
+
+
+def test_cvae_condition_must_be_a_factor_of_the_data(tmp_path, tiny_dataset, tiny_dataset_file):
+    with pytest.raises(AtlasError, match="unknown factor 'df'"):
+        _cvae_train(tiny_dataset, tiny_dataset_file, tmp_path / "run")
+    assert not (tmp_path / "run").exists()

@@ -66,7 +66,7 @@ def _cmd_train(args: argparse.Namespace) -> None:
     document = load_toml(args.config)
     model_config = build(
         ModelConfig, section(document, "model"), section="model", kind=args.model, latent_dim=args.latent_dim,
-        beta=args.beta,
+        beta=args.beta, condition=args.condition,
     )
     train_config = build(
         TrainConfig, section(document, "train"), section="train", epochs=args.epochs, seed=args.seed,
@@ -74,7 +74,7 @@ def _cmd_train(args: argparse.Namespace) -> None:
     )
     dataset = load_dataset(args.data)
     result = train(dataset, args.data, model_config, train_config, args.output, resume=args.resume,
-                   progress=not args.quiet)
+                   progress=not args.quiet, tracking=args.track)
     print(
         f"trained {model_config.kind} for {result.epochs_run} epochs in {result.seconds:.1f} s "
         f"({result.images_per_second:,.0f} images/s); best held-out loss {result.best_val_loss:.3f} "
@@ -99,7 +99,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
 
 def _graph_options(args: argparse.Namespace) -> dict:
     return {"backend": args.backend, "address": args.address, "max_parallel": args.max_parallel,
-            "progress": not args.quiet}
+            "progress": not args.quiet, "tracking": args.track}
 
 
 def _cmd_study(args: argparse.Namespace) -> None:
@@ -201,6 +201,13 @@ def _add_graph_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-parallel", type=_positive_int, metavar="N",
                         help="at most N tasks at once (default: the CPUs Ray has)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    _add_tracking_option(parser)
+
+
+def _add_tracking_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--track", choices=["none", "tensorboard"], default="none",
+                        help="log parameters, per-epoch and final metrics of every training to TensorBoard "
+                        "(RUN_DIR/tensorboard; needs the tensorboard package); default none")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -220,17 +227,20 @@ def build_parser() -> argparse.ArgumentParser:
                                 description="Train a convolutional AE or VAE; writes config.json, "
                                 "model.safetensors, history.csv and metrics.json into RUN_DIR.")
     train.add_argument("--data", required=True, metavar="FILE.npz", help="dataset from `latent-atlas data`")
-    train.add_argument("--model", choices=["vae", "ae"], default="vae", help="model kind (default vae)")
+    train.add_argument("--model", choices=["vae", "ae", "cvae"], default="vae", help="model kind (default vae)")
+    train.add_argument("--condition", choices=["var_x", "var_y", "rho", "df"],
+                       help="cvae only: the factor its encoder and decoder are conditioned on")
     train.add_argument("-o", "--output", required=True, metavar="RUN_DIR", help="run folder to create")
     train.add_argument("--latent-dim", type=_positive_int, help="latent dimension (default 3)")
     train.add_argument("--beta", type=float, help="weight of the KL term (default 1)")
-    train.add_argument("--epochs", type=_positive_int, help="maximum number of epochs (default 20)")
+    train.add_argument("--epochs", type=_positive_int, help="maximum number of epochs (default 12)")
     train.add_argument("--batch-size", type=_positive_int, help="batch size (default 64)")
     train.add_argument("--seed", type=_non_negative_int, help="seed for init, shuffling and sampling (default 0)")
     train.add_argument("--device", choices=["cpu", "cuda"], help="where to train (default cpu)")
     train.add_argument("--resume", action="store_true", help="continue an interrupted run in RUN_DIR")
     train.add_argument("--config", metavar="F.toml", help="TOML file with [model] and [train] tables")
     train.add_argument("-q", "--quiet", action="store_true", help="no progress bar or per-epoch lines")
+    _add_tracking_option(train)
     train.set_defaults(handler=_cmd_train)
 
     evaluate = commands.add_parser("evaluate", help="test-set reconstruction error of a run",

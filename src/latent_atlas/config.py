@@ -16,9 +16,11 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SerializerFunctionWrapHandler,
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -148,9 +150,14 @@ def feature_map_shapes(
 
 
 class ModelConfig(FrozenConfig):
-    """A convolutional autoencoder. Encoder block i: conv(kernel_sizes[i], strides[i]) -> ReLU -> maxpool(pool_sizes[i])."""
+    """A convolutional autoencoder. Encoder block i: conv(kernel_sizes[i], strides[i]) -> ReLU -> maxpool(pool_sizes[i]).
 
-    kind: Literal["vae", "ae"] = "vae"
+    The conditional VAE ("cvae") also takes one data factor, ``condition``, as an input of its encoder and decoder.
+    """
+
+    kind: Literal["vae", "ae", "cvae"] = "vae"
+    condition: Literal["var_x", "var_y", "rho", "df"] | None = Field(
+        None, description="cvae only: the factor the encoder and decoder are conditioned on")
     latent_dim: int = Field(3, ge=1)
     channels: tuple[int, ...] = (16, 32)
     kernel_sizes: tuple[int, ...] = (3, 3)
@@ -210,6 +217,22 @@ class ModelConfig(FrozenConfig):
                 f"{len(self.channels)}, {len(self.kernel_sizes)}, {len(self.strides)}, {len(self.pool_sizes)}"
             )
         return self
+
+    @model_validator(mode="after")
+    def _condition_for_cvae_only(self) -> ModelConfig:
+        if self.kind == "cvae" and self.condition is None:
+            raise ValueError("condition: the cvae needs the factor it is conditioned on (var_x, var_y, rho or df)")
+        if self.kind != "cvae" and self.condition is not None:
+            raise ValueError(f"condition: only the cvae takes a condition, not the {self.kind}")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _without_unused_condition(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """AE and VAE configs serialise (and so hash, and resume) exactly as before the cvae existed."""
+        values = handler(self)
+        if self.condition is None:
+            values.pop("condition", None)
+        return values
 
     @property
     def n_blocks(self) -> int:

@@ -1,4 +1,5 @@
-"""Test-set evaluation of a run: per-image Frobenius reconstruction error and, for the VAE, the ELBO's parts."""
+"""Test-set evaluation of a run: per-image Frobenius reconstruction error and, for a VAE, the ELBO's parts (the
+cvae's with each image's own condition)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import torch
 from .data import HeatmapDataset
 from .io import read_json, write_json, write_npz
 from .models import Autoencoder
+from .models.conditioning import dataset_conditions
 from .models.inference import mean_loss, reconstruct
 from .training.run import EVALUATION_FILE, METRICS_FILE, Run
 
@@ -35,13 +37,17 @@ def summarize(values: np.ndarray) -> dict[str, float]:
     }
 
 
-def elbo_parts(model: Autoencoder, images: np.ndarray, seed: int = ELBO_SEED) -> dict[str, float]:
-    """Mean reconstruction NLL and KL per image, one posterior sample each from a fixed seed.
+def elbo_parts(model: Autoencoder, images: np.ndarray, seed: int = ELBO_SEED, conditions: np.ndarray | None = None
+               ) -> dict[str, float]:
+    """Mean reconstruction NLL and KL per image [given its (N, C) condition], one posterior sample each from a
+    fixed seed.
 
     With beta 1 their sum is the negative ELBO; ``loss`` is the beta-weighted training objective.
     """
     device = next(model.parameters()).device
-    parts = mean_loss(model, torch.from_numpy(images).unsqueeze(1).to(device), seed)  # (N, 1, H, W)
+    condition_tensor = None if conditions is None else torch.from_numpy(conditions).to(device)  # (N, C)
+    parts = mean_loss(model, torch.from_numpy(images).unsqueeze(1).to(device), seed,  # (N, 1, H, W)
+                      conditions=condition_tensor)
     return {
         "reconstruction_nll": parts["reconstruction"],
         "kl": parts["kl"],
@@ -58,13 +64,14 @@ class Evaluation:
 
 
 def evaluate(model: Autoencoder, dataset: HeatmapDataset) -> Evaluation:
-    """Reconstruction error on the test split and, for the VAE, the ELBO's parts."""
+    """Reconstruction error on the test split and, for a VAE, the ELBO's parts."""
     test_images = dataset.images[dataset.test_idx]
-    reconstructions = reconstruct(model, test_images)
+    conditions = dataset_conditions(model.config, dataset, dataset.test_idx)  # (N_test, C) or None
+    reconstructions = reconstruct(model, test_images, conditions=conditions)
     errors = frobenius_errors(test_images, reconstructions)
     results: dict[str, Any] = {"n_test_images": int(len(test_images)), "test_frobenius": summarize(errors)}
-    parts = elbo_parts(model, test_images)
-    if model.kind == "vae":
+    parts = elbo_parts(model, test_images, conditions=conditions)
+    if model.variational:
         results["test_elbo"] = parts
     else:
         results["test_reconstruction_nll"] = parts["reconstruction_nll"]

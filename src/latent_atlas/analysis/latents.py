@@ -15,6 +15,7 @@ from ..data import HeatmapDataset
 from ..errors import AtlasError
 from ..io import file_sha256, read_npz, write_npz
 from ..models import Autoencoder
+from ..models.conditioning import dataset_conditions
 from ..models.inference import encode
 from ..training.run import LATENTS_FILE, MODEL_FILE, Run
 
@@ -75,8 +76,8 @@ class LatentCodes:
 
 
 def encode_dataset(model: Autoencoder, dataset: HeatmapDataset, model_hash: str = "") -> LatentCodes:
-    """Encode every image of the dataset (both splits)."""
-    mean, logvar = encode(model, dataset.images)
+    """Encode every image of the dataset (both splits); a cvae's with each image's own condition."""
+    mean, logvar = encode(model, dataset.images, conditions=dataset_conditions(model.config, dataset))
     is_test = np.zeros(len(dataset), dtype=bool)
     is_test[dataset.test_idx] = True
     return LatentCodes(

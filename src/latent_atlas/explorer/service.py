@@ -26,7 +26,7 @@ from ..config import DataConfig, ModelConfig, build
 from ..data import HeatmapDataset, load_dataset
 from ..errors import AtlasError, ConfigError
 from ..io import file_sha256, read_json
-from ..models import Autoencoder
+from ..models import UNCONDITIONAL_KINDS, Autoencoder
 from ..models.inference import decode, encode
 from ..oracle import HeatmapOracle
 from ..training import Run, load_run
@@ -165,6 +165,9 @@ def read_entry(path: Path, run_id: str, collection: str) -> RunEntry:
     try:
         model = build(ModelConfig, config["model"], section="model")
         data = build(DataConfig, config["data"]["config"], section="data")
+        if model.kind not in UNCONDITIONAL_KINDS:
+            raise AtlasError(f"{path.name} is a {model.kind}: the explorer decodes codes alone, and this model also "
+                             f"needs its condition ({model.condition})")
         dataset_path = (path / config["data"]["path"]).resolve()
         return RunEntry(id=run_id, path=path, collection=collection, dataset_kind=data.kind, model_kind=model.kind,
                         seed=int(config["train"]["seed"]), beta=float(model.beta), latent_dim=int(model.latent_dim),

@@ -64,7 +64,8 @@ def execute(task: Task, root: str, threads: int) -> dict[str, Any]:
     """Run one task and record it in the ledger; returns its summary. Runs in a Ray worker or in process."""
     started = time.perf_counter()
     context = TaskContext(root=Path(root), task_id=task.id, params=task.params,
-                          input_ids={name: dep.id for name, dep in task.inputs.items()}, threads=threads)
+                          input_ids={name: dep.id for name, dep in task.inputs.items()}, threads=threads,
+                          options=task.options)
     with limit_threads(threads):
         summary = task.fn(context)
     record(Path(root), task, summary, time.perf_counter() - started)

@@ -29,7 +29,8 @@ class Task:
     and their summaries), writes its own files (under ``ctx.root``, atomically), and returns a JSON-able
     summary that the ledger keeps. ``id`` is a readable, unique name (it names the ledger file);
     ``cpus`` is the share of the machine the task declares (Ray schedules by it and the task sets its
-    torch and BLAS threads from it). Bump ``version`` when ``fn`` changes what it computes.
+    torch and BLAS threads from it). Bump ``version`` when ``fn`` changes what it computes. ``options``
+    change how a task runs but not what it computes (e.g. experiment tracking): they stay out of the key.
     """
 
     id: str
@@ -39,6 +40,7 @@ class Task:
     inputs: Mapping[str, Task] = field(default_factory=dict)
     cpus: float = 1.0
     version: int = 1
+    options: Mapping[str, Any] = field(default_factory=dict)
 
     @cached_property
     def key(self) -> str:
@@ -63,6 +65,7 @@ class TaskContext:
     params: Mapping[str, Any]
     input_ids: Mapping[str, str]
     threads: int = 1
+    options: Mapping[str, Any] = field(default_factory=dict)
 
     def input_summary(self, name: str) -> dict[str, Any]:
         entry = ledger_entry(self.root, self.input_ids[name])

@@ -5,13 +5,18 @@ from __future__ import annotations
 from ..config import ModelConfig
 from .autoencoder import (
     Autoencoder,
+    ConditionalVAE,
     ForwardOutput,
     LossParts,
     Posterior,
     VariationalAutoencoder,
 )
 
-MODEL_KINDS: dict[str, type[Autoencoder]] = {cls.kind: cls for cls in (Autoencoder, VariationalAutoencoder)}
+MODEL_KINDS: dict[str, type[Autoencoder]] = {
+    cls.kind: cls for cls in (Autoencoder, VariationalAutoencoder, ConditionalVAE)
+}
+# The kinds that take images (and codes) alone: what every technique without a condition applies to.
+UNCONDITIONAL_KINDS = tuple(kind for kind, cls in MODEL_KINDS.items() if not cls.conditional)
 
 
 def build_model(config: ModelConfig) -> Autoencoder:
@@ -20,7 +25,9 @@ def build_model(config: ModelConfig) -> Autoencoder:
 
 __all__ = [
     "MODEL_KINDS",
+    "UNCONDITIONAL_KINDS",
     "Autoencoder",
+    "ConditionalVAE",
     "ForwardOutput",
     "LossParts",
     "Posterior",

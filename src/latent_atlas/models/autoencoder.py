@@ -1,6 +1,7 @@
-"""AE and VAE: one architecture, one forward pass, one loss; the VAE adds only sampling and the KL term.
+"""AE and VAE: one architecture, one forward pass, one loss; the VAE adds only sampling and the KL term, and
+the conditional VAE (CVAE) only a condition (B, C) joined to the encoder's features and to the decoder's codes.
 
-Loss per batch (both kinds):  mean_b [ sum_pixels NLL(x_b | decoder(z_b)) ] + beta * mean_b [ sum_units KL_b ]
+Loss per batch (every kind):  mean_b [ sum_pixels NLL(x_b | decoder(z_b)) ] + beta * mean_b [ sum_units KL_b ]
 with KL = 0 for the plain autoencoder, so beta is the only weight.
 """
 
@@ -12,6 +13,8 @@ import torch
 from torch import nn
 
 from ..config import ModelConfig
+from ..errors import AtlasError
+from .conditioning import condition_dim
 from .likelihood import mean_image, reconstruction_nll
 from .networks import ConvDecoder, ConvEncoder
 
@@ -41,23 +44,45 @@ class Autoencoder(nn.Module):
 
     kind = "ae"
     params_per_unit = 1  # encoder outputs per latent unit
+    variational = False  # a posterior variance, sampling and a KL term
+    conditional = False  # takes a condition (B, C) beside its images and codes
 
     def __init__(self, config: ModelConfig):
         super().__init__()
         if config.image_shape is None:
             raise ValueError("model config needs image_shape; bind it with config.for_images((H, W))")
         self.config = config
+        self.condition_dim = condition_dim(config.condition) if self.conditional else 0
         self.encoder = ConvEncoder(config)
-        self.to_posterior = nn.Linear(self.encoder.out_features, self.params_per_unit * config.latent_dim)
-        self.decoder = ConvDecoder(config)
+        self.to_posterior = nn.Linear(self.encoder.out_features + self.condition_dim,
+                                      self.params_per_unit * config.latent_dim)
+        self.decoder = ConvDecoder(config, condition_dim=self.condition_dim)
 
     @property
     def latent_dim(self) -> int:
         return self.config.latent_dim
 
-    def encode(self, images: torch.Tensor) -> Posterior:
+    def with_conditions(self, inputs: torch.Tensor, conditions: torch.Tensor | None) -> torch.Tensor:
+        """(B, F) inputs -> (B, F + C) with the conditions (B, C) appended; unchanged for an unconditional model."""
+        if not self.conditional:
+            if conditions is not None:
+                raise AtlasError(f"the {self.kind} takes no conditions; only the cvae does")
+            return inputs
+        if conditions is None:
+            raise AtlasError(f"the {self.kind} needs the conditions ({self.config.condition}) of its images or "
+                             "codes; this code path gives none")
+        if conditions.shape != (inputs.shape[0], self.condition_dim):
+            raise AtlasError(f"conditions must have shape ({inputs.shape[0]}, {self.condition_dim}) for this "
+                             f"{self.config.condition} condition, got {tuple(conditions.shape)}")
+        return torch.cat([inputs, conditions.to(inputs.dtype)], dim=1)  # (B, F + C)
+
+    def posterior_parameters(self, images: torch.Tensor, conditions: torch.Tensor | None) -> torch.Tensor:
+        """(B, 1, H, W) images and (B, C) conditions -> (B, params_per_unit * D)."""
+        return self.to_posterior(self.with_conditions(self.encoder(images), conditions))
+
+    def encode(self, images: torch.Tensor, conditions: torch.Tensor | None = None) -> Posterior:
         """(B, 1, H, W) -> posterior parameters (B, D)."""
-        return Posterior(mean=self.to_posterior(self.encoder(images)), logvar=None)
+        return Posterior(mean=self.posterior_parameters(images, conditions), logvar=None)
 
     def sample_codes(self, posterior: Posterior, generator: torch.Generator | None) -> torch.Tensor:
         return posterior.mean
@@ -66,22 +91,25 @@ class Autoencoder(nn.Module):
         """(B,) KL(q(z|x) || N(0, I)) summed over latent units; zero for the deterministic AE."""
         return posterior.mean.new_zeros(posterior.mean.shape[0])
 
-    def decode(self, codes: torch.Tensor) -> torch.Tensor:
-        """(B, D) codes -> (B, 1, H, W) logits."""
-        return self.decoder(codes)
+    def decode(self, codes: torch.Tensor, conditions: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, D) codes [and (B, C) conditions] -> (B, 1, H, W) logits."""
+        return self.decoder(self.with_conditions(codes, conditions))
 
-    def decode_images(self, codes: torch.Tensor) -> torch.Tensor:
-        """(B, D) codes -> (B, H, W) mean images in (0, 1)."""
-        return mean_image(self.decode(codes))[:, 0]
+    def decode_images(self, codes: torch.Tensor, conditions: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, D) codes [and (B, C) conditions] -> (B, H, W) mean images in (0, 1)."""
+        return mean_image(self.decode(codes, conditions))[:, 0]
 
-    def forward(self, images: torch.Tensor, sample: bool = False, generator: torch.Generator | None = None) -> ForwardOutput:
-        posterior = self.encode(images)
+    def forward(self, images: torch.Tensor, sample: bool = False, generator: torch.Generator | None = None,
+                conditions: torch.Tensor | None = None) -> ForwardOutput:
+        posterior = self.encode(images, conditions)
         codes = self.sample_codes(posterior, generator) if sample else posterior.mean
-        return ForwardOutput(logits=self.decode(codes), posterior=posterior, codes=codes)
+        return ForwardOutput(logits=self.decode(codes, conditions), posterior=posterior, codes=codes)
 
-    def loss(self, images: torch.Tensor, sample: bool = True, generator: torch.Generator | None = None) -> LossParts:
-        """The training objective on a batch of (B, 1, H, W) images (the negative ELBO for the VAE with beta 1)."""
-        out = self(images, sample=sample, generator=generator)
+    def loss(self, images: torch.Tensor, sample: bool = True, generator: torch.Generator | None = None,
+             conditions: torch.Tensor | None = None) -> LossParts:
+        """The training objective on a batch of (B, 1, H, W) images (the negative ELBO for the VAE with beta 1);
+        the cvae also takes the images' (B, C) conditions."""
+        out = self(images, sample=sample, generator=generator, conditions=conditions)
         reconstruction = reconstruction_nll(out.logits, images, self.config.likelihood).mean()
         kl = self.kl_divergence(out.posterior).mean()
         return LossParts(total=reconstruction + self.config.beta * kl, reconstruction=reconstruction, kl=kl)
@@ -92,9 +120,10 @@ class VariationalAutoencoder(Autoencoder):
 
     kind = "vae"
     params_per_unit = 2
+    variational = True
 
-    def encode(self, images: torch.Tensor) -> Posterior:
-        mean, logvar = self.to_posterior(self.encoder(images)).chunk(2, dim=1)  # (B, D) each
+    def encode(self, images: torch.Tensor, conditions: torch.Tensor | None = None) -> Posterior:
+        mean, logvar = self.posterior_parameters(images, conditions).chunk(2, dim=1)  # (B, D) each
         return Posterior(mean=mean, logvar=logvar)
 
     def sample_codes(self, posterior: Posterior, generator: torch.Generator | None) -> torch.Tensor:
@@ -104,3 +133,12 @@ class VariationalAutoencoder(Autoencoder):
     def kl_divergence(self, posterior: Posterior) -> torch.Tensor:
         mean, logvar = posterior.mean, posterior.logvar
         return 0.5 * (mean.pow(2) + logvar.exp() - 1.0 - logvar).sum(dim=1)
+
+
+class ConditionalVAE(VariationalAutoencoder):
+    """The VAE with q(z | x, c) and p(x | z, c): the encoded condition c (B, C) (``models.conditioning``: df one-hot,
+    a continuous factor scaled to [-1, 1]) is appended to the encoder's features and to the decoder's codes.
+    The prior stays N(0, I), so z ~ N(0, I) decoded with a chosen c generates images of that condition."""
+
+    kind = "cvae"
+    conditional = True

@@ -72,13 +72,14 @@ class UpBlock(nn.Module):
 
 
 class ConvDecoder(nn.Module):
-    """(B, latent_dim) codes -> (B, 1, H, W) logits, mirroring the encoder block by block."""
+    """(B, latent_dim + condition_dim) codes (and conditions) -> (B, 1, H, W) logits, mirroring the encoder block
+    by block."""
 
-    def __init__(self, config: ModelConfig):
+    def __init__(self, config: ModelConfig, condition_dim: int = 0):
         super().__init__()
         shapes = config.feature_map_shapes(config.image_shape)
         self.start_shape = (config.channels[-1], *shapes[-1])
-        self.head = _mlp([config.latent_dim, *reversed(config.hidden_dims), math.prod(self.start_shape)])
+        self.head = _mlp([config.latent_dim + condition_dim, *reversed(config.hidden_dims), math.prod(self.start_shape)])
         blocks: list[nn.Module] = []
         out_channels = [*reversed(config.channels[:-1]), 1]
         in_channels = config.channels[-1]

@@ -53,6 +53,11 @@ VALIDITY_TITLES = {
 }
 
 
+def condition_label(condition: str, requested: Any) -> str:
+    """How a requested condition is named in the report: "heavy tails", "rho = 0.3" (never "-0")."""
+    return f"{requested} tails" if condition == "df" else f"{condition} = {float(requested) + 0.0:g}"
+
+
 class ReportBuilder:
     """Draws the report's figures section by section (each section can run as its own task), then renders the
     HTML from the manifests the sections left in the figures folder."""
@@ -320,6 +325,8 @@ class ReportBuilder:
             setting_curves,
         )
 
+        self.conditional_part()
+
         betas = self.files.aggregate("betas")
         if betas:
             self.png("toolbox/betas", setting_curves(betas, tuple(betas["quantities"]), log_x=True),
@@ -347,6 +354,34 @@ class ReportBuilder:
             self.png("toolbox/clustering", clustering_scores(clustering),
                      f"Clustering the codes (seed {self.files.first_seed}) against df and binned factors: ARI, beside "
                      "the same on the true factors and on pixels")
+
+    def conditional_part(self) -> None:
+        """The CVAE runs of the toolbox: match fraction per requested condition over seeds, and for the first
+        toolbox seed a row of decoded samples per condition."""
+        from .figures_sections import conditional_match, conditional_samples
+
+        rows = [row for row in self.files.runs(model="cvae", group="toolbox")
+                if self.files.has_analysis(row, "conditional_generation")]
+        if not rows:
+            return
+        self.png("toolbox/cvae-match", conditional_match(
+            {row.run: self.files.analysis(row, "conditional_generation") for row in rows},
+            seeds={row.run: f"{row.seed} ({row.data})" for row in rows}),
+            "CVAE: fraction of prior draws whose recovered factor matches the requested condition, per seed with "
+            "95 % Wilson intervals, beside the data's base rate")
+        first_seed = self.files.config.toolbox.seeds[0]
+        for row in rows:
+            if row.seed != first_seed:
+                continue
+            result, arrays = self.files.analysis(row, "conditional_generation"), self.files.arrays(
+                row, "conditional_generation")
+            condition = result["condition"]
+            images = {condition_label(condition, level["requested"]): arrays[f"{i}/images"]
+                      for i, level in enumerate(result["levels"])}
+            self.png(f"toolbox/cvae-samples-{row.data}",
+                     conditional_samples(images, self.files.dataset(row.data).config.extent,
+                                         f"{row.run}: the same prior draws decoded at each requested {condition}"),
+                     f"{row.run}: decoded samples, one row per requested {condition}", dpi=72)
 
     SECTIONS = ("data_section", "oracle_section", "training_section", "reconstruction_section", "evidence_section",
                 "latent_section", "directions_section", "holes_section", "four_factor_section", "metrics_section",

@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import plotly.graph_objects as go
 from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 
 from ..analysis.latents import LatentCodes
 from ..analysis.paths import LatentPath
@@ -134,18 +135,27 @@ def image_strip(images: np.ndarray, recovered: Mapping[str, np.ndarray] | None =
     invalid = np.zeros(n, dtype=bool) if valid is None else ~np.asarray(valid, dtype=bool)
     fig = Figure(figsize=(max(6.0, 1.05 * n), 1.3 + 1.25 * len(recovered) + (0.3 if title else 0)),
                  layout="constrained")
-    grid = fig.add_gridspec(1 + len(recovered), n, height_ratios=[1.0] + [0.95] * len(recovered), wspace=0)
+    grid = fig.add_gridspec(1 + len(recovered), 1, height_ratios=[1.0] + [0.95] * len(recovered))
+    # All images in one axes, image i in the cell [i - 0.5, i + 0.5] (so it sits above step i of the curves):
+    # one axes instead of n keeps the layout cheap.
+    strip = fig.add_subplot(grid[0, 0])
+    half = 0.45
     for i, image in enumerate(images):
-        ax = fig.add_subplot(grid[0, i])
-        show_heatmap(ax, image, extent)
-        ax.set_title(str(i), fontsize=7, pad=2)
-        for spine in ax.spines.values():
-            spine.set_visible(bool(invalid[i]))
-            spine.set_color(INVALID_COLOUR)
-            spine.set_linewidth(2)
+        strip.imshow(image, extent=[i - half, i + half, -half, half], interpolation="nearest", **IMAGE_STYLE)
+        if invalid[i]:
+            strip.add_patch(Rectangle((i - half, -half), 2 * half, 2 * half, fill=False, edgecolor=INVALID_COLOUR,
+                                      linewidth=2))
+    strip.set_xlim(-0.5, n - 0.5)
+    strip.set_ylim(-0.5, 0.5)
+    strip.set_aspect("equal")
+    strip.set_xticks(np.arange(n) if n <= 30 else np.arange(n)[:: max(1, n // 15)])
+    strip.tick_params(axis="x", labelsize=7, length=0, labeltop=True, labelbottom=False)
+    strip.set_yticks([])
+    for spine in strip.spines.values():
+        spine.set_visible(False)
     steps = np.arange(n)
     for row, (name, values) in enumerate(recovered.items(), start=1):
-        ax = fig.add_subplot(grid[row, :])
+        ax = fig.add_subplot(grid[row, 0])
         ax.plot(steps, values, "o-", color="#1f77b4", markersize=3, linewidth=1.2, label="recovered")
         if name in true_factors:
             ax.plot(steps, true_factors[name], "--", color="grey", linewidth=1, label="true")

@@ -1,8 +1,10 @@
 """Static figures for the latent-dimension study (curves over a swept setting, samplers, the soap bubble, posterior
-collapse) and for the toolbox section (anomaly detection, imputation, clustering, attribute vectors).
+collapse) and for the toolbox section (anomaly detection, imputation, clustering, attribute vectors, conditional
+generation).
 
 Every function takes the dicts exactly as the study writes them (``aggregates/dimensions.json`` and
-``aggregates/betas.json``, and a run's ``analysis/{generation,anomaly,imputation,clustering,attributes}.json``) and
+``aggregates/betas.json``, and a run's
+``analysis/{generation,anomaly,imputation,clustering,attributes,conditional_generation}.json``) and
 returns a ``matplotlib.figure.Figure`` (no pyplot state). Models keep one colour across figures, in the order they
 are given (``figures_compare``'s palette). Each plotted artist carries a ``gid`` naming what it shows
 (``"mean"``, ``"seed/1"``, ``"hist/prior"``, ...), so tests and the report can find it. None (a quantity a run
@@ -660,4 +662,119 @@ def attribute_effects(attributes_by_model: Mapping[str, Mapping | None]) -> Figu
     handles.append(Line2D([], [], linestyle=":", color="0.6", label="|slope| = drift"))
     fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), fontsize=7, frameon=False)
     fig.suptitle("Attribute vectors: does the direction move its factor, and only it?", fontsize="medium")
+    return fig
+
+
+# -- 9. conditional generation ---------------------------------------------------------------------------------
+
+
+def _match_keys(levels: Sequence[Mapping]) -> list[str]:
+    return list(dict.fromkeys(key for level in levels for key in (level.get("match") or {})))
+
+
+def conditional_match(conditional_by_run: Mapping[str, Mapping | None], seeds: Mapping[str, Any] | None = None
+                      ) -> Figure:
+    """Does the CVAE draw what it is asked for? One panel per conditioning factor: for each requested level (x) the
+    fraction of prior draws whose recovered factor matches it, one marker per run (seed) with its Wilson interval
+    (filled: the first match rule, e.g. the tighter tolerance, ``tolerances`` giving each rule's value; open: the
+    others), and the data's base rate under
+    the same rule (a grey dash: what a decoder that ignores its condition would score).
+
+    ``conditional_by_run``: {run: the run's conditional_generation.json}, None left out; ``seeds``: {run: seed}
+    for the legend (the run's name otherwise).
+    """
+    runs = {run: result for run, result in conditional_by_run.items() if result and result.get("levels")}
+    if not runs:
+        raise AtlasError("conditional_match needs at least one run's conditional generation result")
+    conditions = _ordered([result["condition"] for result in runs.values()], ("df", "rho", "var_x", "var_y"))
+    colours = {run: _colour(i) for i, run in enumerate(runs)}
+    fig = Figure(figsize=(3.6 * len(conditions) + 0.6, 3.4), layout="constrained")
+    axes = fig.subplots(1, len(conditions), squeeze=False, sharey=True)[0]
+    for ax, condition in zip(axes, conditions):
+        members = [run for run, result in runs.items() if result["condition"] == condition]
+        levels = list(dict.fromkeys(str(level["requested"]) for run in members for level in runs[run]["levels"]))
+        numeric = condition != "df"
+        positions = {level: (float(level) if numeric else i) for i, level in enumerate(levels)}
+        spacing = float(np.min(np.diff(sorted(positions.values())))) if len(levels) > 1 else 1.0
+        keys = _match_keys([level for run in members for level in runs[run]["levels"]])
+        slots = _offsets(len(members) * len(keys), 0.6 * spacing)
+        for k, key in enumerate(keys):
+            chance = {str(level["requested"]): _number((level.get("chance") or {}).get(key))
+                      for run in members for level in runs[run]["levels"]}
+            for level, value in chance.items():
+                if value is not None:
+                    x = positions[level]
+                    ax.plot([x - 0.35 * spacing, x + 0.35 * spacing], [value, value], color="0.55",
+                            linewidth=1.4 if k == 0 else 0.8, linestyle="-" if k == 0 else ":",
+                            gid=f"chance/{condition}/{key}/{level}")
+            for r, run in enumerate(members):
+                x, y, low, high = [], [], [], []
+                for level in runs[run]["levels"]:
+                    match = (level.get("match") or {}).get(key) or {}
+                    fraction = _number(match.get("fraction"))
+                    if fraction is None:
+                        continue
+                    x.append(positions[str(level["requested"])] + slots[r * len(keys) + k])
+                    y.append(fraction)
+                    lo, hi = _number(match.get("low")), _number(match.get("high"))
+                    low.append(0.0 if lo is None else max(fraction - lo, 0.0))
+                    high.append(0.0 if hi is None else max(hi - fraction, 0.0))
+                if not x:
+                    continue
+                colour = colours[run]
+                bars = ax.errorbar(x, y, yerr=[low, high], fmt="o" if k == 0 else "s", markersize=4, color=colour,
+                                   markerfacecolor=colour if k == 0 else "white", elinewidth=0.8, capsize=1.5,
+                                   linestyle="none")
+                bars.lines[0].set_gid(f"match/{run}/{key}")  # the points
+                bars.lines[2][0].set_gid(f"wilson/{run}/{key}")  # the vertical interval segments
+        if numeric:
+            ax.set_xlabel(f"requested {condition}", fontsize=8)
+        else:
+            ax.set_xticks(range(len(levels)), [f"{level} tails" for level in levels], fontsize=8)
+            ax.set_xlim(-0.6, len(levels) - 0.4)
+        tolerances = {key: value for run in members for key, value in (runs[run].get("tolerances") or {}).items()}
+        rule = ("recovered df on the requested class's side" if condition == "df"
+                else f"|recovered {condition} − requested| ≤ "
+                + " / ".join(f"{tolerances[key]:g}" if key in tolerances else key for key in keys))
+        ax.set_title(_wrap(f"conditioned on {condition}: {rule}", 48), fontsize=8)
+        ax.set_ylim(-0.02, 1.04)
+        ax.tick_params(labelsize=7)
+        ax.grid(axis="y", color="0.93", linewidth=0.6)
+    axes[0].set_ylabel(_wrap("fraction of samples matching the request (95 % Wilson)", 30), fontsize=7)
+    handles = [Line2D([], [], marker="o", linestyle="none", color=colours[run],
+                      label=f"seed {seeds[run]}" if seeds and run in seeds else run) for run in runs]
+    if any(len(_match_keys(result["levels"])) > 1 for result in runs.values()):
+        handles += [Line2D([], [], marker="o", linestyle="none", color="0.3", label="tighter tolerance"),
+                    Line2D([], [], marker="s", linestyle="none", color="0.3", markerfacecolor="white",
+                           label="looser tolerance")]
+    handles.append(Line2D([], [], color="0.55", label="data's base rate (a decoder ignoring its condition)"))
+    fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 4), fontsize=7, frameon=False)
+    fig.suptitle("Conditional generation: prior draws decoded at each requested condition, read by the oracle",
+                 fontsize="medium")
+    return fig
+
+
+def conditional_samples(images_by_level: Mapping[str, np.ndarray], extent: float, title: str) -> Figure:
+    """A row of decoded samples per requested condition (the same prior draws in every row, so a column differs
+    only by its condition). ``images_by_level``: {level label: (n, H, W) images}."""
+    rows = {level: np.asarray(images, dtype=np.float32) for level, images in images_by_level.items() if len(images)}
+    if not rows:
+        raise AtlasError("conditional_samples needs at least one level with images")
+    columns = max(len(images) for images in rows.values())
+    fig = Figure(figsize=(0.75 * columns + 1.2, 0.75 * len(rows) + 0.6), layout="constrained")
+    axes = fig.subplots(len(rows), columns, squeeze=False)
+    for r, (level, images) in enumerate(rows.items()):
+        for c in range(columns):
+            ax = axes[r, c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c >= len(images):
+                ax.set_axis_off()
+                continue
+            ax.imshow(images[c], origin="lower", cmap="viridis", vmin=0.0, vmax=1.0,
+                      extent=(-extent, extent, -extent, extent), gid=f"sample/{level}/{c}")
+            for spine in ax.spines.values():
+                spine.set_linewidth(0.4)
+        axes[r, 0].set_ylabel(level, fontsize=7, rotation=0, ha="right", va="center")
+    fig.suptitle(title, fontsize="small")
     return fig

@@ -52,6 +52,9 @@ class NumberSources:
         return self._files[source]
 
     def get(self, source: str, key: str, default: Any = None) -> Any:
+        """The value, or ``default`` when the key or the whole file is absent (a section the study left out)."""
+        if source not in self._files and not (self.root / source).is_file():
+            return default
         try:
             return lookup(self.data(source), key)
         except (KeyError, IndexError, ValueError, TypeError):

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..graph import Task, run_tasks
+from ..training.tracking import open_tracker
 from . import analyses as _registered  # noqa: F401  (registers the analyses)
 from .aggregates import compare_models, curves_over_setting, quantity_params, validity_evidence
 from .config import StudyConfig
@@ -33,8 +34,8 @@ def _run_rows(runs: list[RunTasks]) -> list[dict[str, Any]]:
             for r in runs]
 
 
-def study_graph(config: StudyConfig, with_report: bool = True) -> StudyGraph:
-    builder = GraphBuilder(config.analysis_seed)
+def study_graph(config: StudyConfig, with_report: bool = True, tracking: str = "none") -> StudyGraph:
+    builder = GraphBuilder(config.analysis_seed, tracking=tracking)
     runs = {spec.name: builder.run(spec, [n for n, a in ANALYSES.items() if a.applies(spec)])
             for spec in study_runs(config)}
     dataset_tasks: dict[str, Task] = {}
@@ -114,11 +115,14 @@ class StudyResult:
 
 
 def run_study(config: StudyConfig, output: str | Path, backend: str = "ray", address: str | None = None,
-              max_parallel: int | None = None, progress: bool = True, report: bool = True) -> StudyResult:
-    """Run (or resume) the whole study into ``output``: only tasks whose inputs changed are run again."""
+              max_parallel: int | None = None, progress: bool = True, report: bool = True,
+              tracking: str = "none") -> StudyResult:
+    """Run (or resume) the whole study into ``output``: only tasks whose inputs changed are run again.
+    ``tracking="tensorboard"`` logs every training to ``runs/<run>/tensorboard``."""
     started = time.perf_counter()
     output = Path(output)
-    graph = study_graph(config, with_report=report)
+    open_tracker(tracking, None)  # an unknown tracker or a missing package fails before any work
+    graph = study_graph(config, with_report=report, tracking=tracking)
     summaries = run_tasks([graph.report], output, backend=backend, address=address, max_parallel=max_parallel,
                           progress=progress)
     return StudyResult(output, config, graph, summaries, time.perf_counter() - started)

@@ -47,8 +47,9 @@ class RunTasks:
 class GraphBuilder:
     """Builds each dataset's and oracle's task once, however many runs share them."""
 
-    def __init__(self, analysis_seed: int = 0):
+    def __init__(self, analysis_seed: int = 0, tracking: str = "none"):
         self.analysis_seed = analysis_seed
+        self.tracking = tracking  # experiment tracking of training and evaluation; not part of any key
         self._data: dict[str, tuple[DataConfig, Task, Task]] = {}
 
     def data_tasks(self, config: DataConfig) -> tuple[Task, Task]:
@@ -76,10 +77,11 @@ class GraphBuilder:
         run_dir = f"runs/{spec.name}"
         train = Task(f"train-{spec.name}", "train", tasks.train_run,
                      {"dataset": data.params["path"], "model": spec.model.to_dict(), "train": spec.train.to_dict(),
-                      "run_dir": run_dir}, {"data": data}, version=TRAIN_VERSION)
+                      "run_dir": run_dir}, {"data": data}, version=TRAIN_VERSION,
+                     options={"tracking": self.tracking})
         paths = {"dataset": data.params["path"], "oracle": oracle.params["path"], "run_dir": run_dir}
         evaluate = Task(f"evaluate-{spec.name}", "evaluate", tasks.evaluate_run, paths,
-                        {"train": train, "oracle": oracle})
+                        {"train": train, "oracle": oracle}, options={"tracking": self.tracking})
         run_tasks = RunTasks(spec, data, oracle, train, evaluate)
         for name in analyses:
             analysis = ANALYSES[name]

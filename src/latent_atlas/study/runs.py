@@ -16,8 +16,11 @@ from ..config import DataConfig, ModelConfig, TrainConfig
 from .config import StudyConfig
 
 # The parts of a study a run belongs to. Core runs also join TOOLBOX when the toolbox section is on (the
-# second seed's techniques are applied to the core VAEs and AEs); the beta sweep's runs form BETAS.
+# second seed's techniques are applied to the core VAEs and AEs); the beta sweep's runs form BETAS; the
+# conditional VAEs (one per dataset and toolbox seed) are TOOLBOX runs.
 CORE, DIMENSIONS, BETAS, TOOLBOX = "core", "dimensions", "betas", "toolbox"
+# The factor each dataset's conditional VAE is conditioned on: the tail class, and a continuous factor.
+CVAE_CONDITIONS = {"student_t": "df", "gaussian": "rho"}
 
 
 @dataclass(frozen=True)
@@ -88,4 +91,9 @@ def study_runs(config: StudyConfig) -> list[RunSpec]:
                 _merge(specs, RunSpec(run_name("gaussian", "vae", seed, extra), config.data_for("gaussian"),
                                       config.model_for("vae", beta=beta), config.train_for(seed),
                                       frozenset({BETAS}), (("model.beta", beta),)))
+        for data_kind in config.datasets:
+            for seed in config.toolbox.seeds:
+                _merge(specs, RunSpec(run_name(data_kind, "cvae", seed), config.data_for(data_kind),
+                                      config.model_for("cvae", condition=CVAE_CONDITIONS[data_kind]),
+                                      config.train_for(seed), frozenset({TOOLBOX})))
     return list(specs.values())

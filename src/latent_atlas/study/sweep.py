@@ -25,6 +25,7 @@ from ..errors import AtlasError, ConfigError
 from ..graph import Task, TaskContext, run_tasks
 from ..io import read_json, write_text
 from ..training.run import METRICS_FILE
+from ..training.tracking import open_tracker
 from .plan import GraphBuilder
 from .runs import RunSpec, run_name
 
@@ -89,9 +90,9 @@ def write_results_table(ctx: TaskContext) -> dict[str, Any]:
     return {"rows": len(ctx.params["rows"]), "file": RESULTS_FILE}
 
 
-def sweep_graph(document: dict[str, Any]) -> Task:
+def sweep_graph(document: dict[str, Any], tracking: str = "none") -> Task:
     specs = sweep_runs(document)
-    builder = GraphBuilder()
+    builder = GraphBuilder(tracking=tracking)
     keys = list(parse_grid(document))
     runs = [builder.run(spec) for spec in specs]
     rows = [{"values": [dict(spec.settings)[k] for k in keys], "run_dir": r.run_dir} for spec, r in zip(specs, runs)]
@@ -100,11 +101,12 @@ def sweep_graph(document: dict[str, Any]) -> Task:
 
 
 def run_sweep(document: dict[str, Any], output: str | Path, backend: str = "ray", address: str | None = None,
-              max_parallel: int | None = None, progress: bool = True) -> Path:
+              max_parallel: int | None = None, progress: bool = True, tracking: str = "none") -> Path:
     """Run the sweep into ``output``; returns the path of results.csv."""
     output = Path(output)
     if output.exists() and not output.is_dir():
         raise AtlasError(f"-o {output} is a file; give a folder for the sweep")
-    target = sweep_graph(document)
+    open_tracker(tracking, None)  # an unknown tracker or a missing package fails before any work
+    target = sweep_graph(document, tracking=tracking)
     run_tasks([target], output, backend=backend, address=address, max_parallel=max_parallel, progress=progress)
     return output / RESULTS_FILE

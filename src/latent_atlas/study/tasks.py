@@ -27,6 +27,7 @@ from ..training.run import (
     run_config,
     same_settings,
 )
+from ..training.tracking import open_tracker
 from .registry import ANALYSES, RunInputs, analysis_rng, json_safe, save_output
 from .resources import dataset_at, oracle_for
 
@@ -83,7 +84,8 @@ def train_run(ctx: TaskContext) -> dict[str, Any]:
                                run_config(dataset, dataset_path, model, train_config, run_dir))
     if run_dir.exists() and not resume:
         shutil.rmtree(run_dir)
-    result = train(dataset, dataset_path, model, train_config, run_dir, resume=resume, progress=False)
+    result = train(dataset, dataset_path, model, train_config, run_dir, resume=resume, progress=False,
+                   tracking=ctx.options.get("tracking", "none"))
     return {"run_dir": p["run_dir"], "epochs": result.epochs_run, "best_epoch": result.best_epoch,
             "seconds": round(result.seconds, 2), "images_per_second": round(result.images_per_second, 1),
             "resumed": resume, "model_sha256": file_sha256(run_dir / MODEL_FILE)}
@@ -110,6 +112,12 @@ def evaluate_run(ctx: TaskContext) -> dict[str, Any]:
     metrics.update(evaluation.results, reconstruction_verdict=reconstructions, provenance=provenance)
     write_json(metrics_path, metrics)
     training = metrics.get("training", {})
+    tracker = open_tracker(ctx.options.get("tracking", "none"), run_dir)
+    try:
+        tracker.log_final({"test_frobenius": evaluation.results["test_frobenius"],
+                           "reconstructions_valid": reconstructions.get("valid")})
+    finally:
+        tracker.close()
     return {"run_dir": p["run_dir"], "test_frobenius": evaluation.results["test_frobenius"],
             "reconstructions_valid": reconstructions.get("valid"),
             "epochs": training.get("epochs_run"), "train_seconds": training.get("seconds")}

@@ -29,6 +29,7 @@ from ..data.dataset import validation_split
 from ..errors import AtlasError
 from ..io import read_json, write_bytes, write_json
 from ..models import Autoencoder, build_model
+from ..models.conditioning import dataset_conditions
 from ..models.inference import mean_loss
 from .checkpoint import save_model, state_from_file, state_to_bytes
 from .history import write_history
@@ -54,6 +55,13 @@ def resolve_device(name: str) -> torch.device:
 
 def images_tensor(dataset: HeatmapDataset, index: np.ndarray, device: torch.device) -> torch.Tensor:
     return torch.from_numpy(dataset.images[index]).unsqueeze(1).to(device)  # (N, 1, H, W)
+
+
+def conditions_tensor(dataset: HeatmapDataset, config: ModelConfig, index: np.ndarray, device: torch.device
+                      ) -> torch.Tensor | None:
+    """The images' encoded conditions (N, C) for a cvae; None for a model without a condition."""
+    conditions = dataset_conditions(config, dataset, index)
+    return None if conditions is None else torch.from_numpy(conditions).to(device)  # (N, C)
 
 
 def memory_format(device: torch.device) -> torch.memory_format:
@@ -146,6 +154,8 @@ class Trainer:
         fit_idx, val_idx = validation_split(dataset.train_idx, train_config.validation_fraction, train_config.seed)
         self.fit_images = images_tensor(dataset, fit_idx, self.device)
         self.val_images = images_tensor(dataset, val_idx, self.device)
+        self.fit_conditions = conditions_tensor(dataset, self.model_config, fit_idx, self.device)
+        self.val_conditions = conditions_tensor(dataset, self.model_config, val_idx, self.device)
 
         seed = train_config.seed
         self.memory_format = memory_format(self.device)
@@ -244,8 +254,10 @@ class Trainer:
             file=sys.stderr,
         )
         for start in range(0, n, batch_size):
-            batch = self.fit_images[order[start : start + batch_size]].contiguous(memory_format=self.memory_format)
-            parts = self.model.loss(batch, sample=True, generator=self.noise_generator)
+            rows = order[start : start + batch_size]
+            batch = self.fit_images[rows].contiguous(memory_format=self.memory_format)
+            conditions = None if self.fit_conditions is None else self.fit_conditions[rows]  # (B, C)
+            parts = self.model.loss(batch, sample=True, generator=self.noise_generator, conditions=conditions)
             self.optimizer.zero_grad(set_to_none=True)
             parts.total.backward()
             self.optimizer.step()
@@ -305,7 +317,7 @@ class Trainer:
         started = time.perf_counter()
         learning_rate = self.optimizer.param_groups[0]["lr"]
         train_parts = self._train_epoch()
-        val_parts = mean_loss(self.model, self.val_images, seed=config.seed + 2)
+        val_parts = mean_loss(self.model, self.val_images, seed=config.seed + 2, conditions=self.val_conditions)
         if config.scheduler == "plateau":
             self.scheduler.step(val_parts["loss"])
         self.epoch += 1

@@ -25,6 +25,7 @@ from ...analysis.paths import (
 )
 from ...analysis.traversals import angular_traversal, interpolate, latent_arithmetic, line_traversal
 from ...errors import AtlasError
+from ...models import UNCONDITIONAL_KINDS
 from ..registry import AnalysisOutput, RunInputs, analysis
 from .decoding import Decoded, decode_and_judge
 
@@ -131,7 +132,7 @@ def judged_against_nulls(path: LatentPath, decoded: Decoded, inputs: RunInputs, 
     return out
 
 
-@analysis("exploration", datasets=("gaussian",), version=1, n_null=50)
+@analysis("exploration", datasets=("gaussian",), models=UNCONDITIONAL_KINDS, version=1, n_null=50)
 def exploration(inputs: RunInputs) -> AnalysisOutput:
     latents = inputs.latents
     codes = latents.codes

@@ -27,6 +27,7 @@ from ...analysis.generation import (
 )
 from ...analysis.samplers import make_sampler
 from ...data import HeatmapDataset
+from ...models import UNCONDITIONAL_KINDS
 from ..registry import AnalysisOutput, RunInputs, analysis
 from ..runs import BETAS, CORE, DIMENSIONS
 from .decoding import decode_and_judge
@@ -80,7 +81,7 @@ def prior_diagnostics(mean: np.ndarray, logvar: np.ndarray, rng: np.random.Gener
     }
 
 
-@analysis("generation", groups=(CORE, DIMENSIONS, BETAS), version=1, group_aware=True, n_samples=600, n_novelty=100,
+@analysis("generation", models=UNCONDITIONAL_KINDS, groups=(CORE, DIMENSIONS, BETAS), version=1, group_aware=True, n_samples=600, n_novelty=100,
           n_draws=2000)
 def generation(inputs: RunInputs) -> AnalysisOutput:
     latents, dataset = inputs.latents, inputs.dataset

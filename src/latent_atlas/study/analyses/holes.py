@@ -14,6 +14,7 @@ from ...analysis.holes import (
 )
 from ...analysis.neighbours import typical_spacing
 from ...analysis.paths import path_validity_summary, tail_traversals
+from ...models import UNCONDITIONAL_KINDS
 from ..registry import AnalysisOutput, RunInputs, analysis
 from .decoding import decode_and_judge
 
@@ -21,7 +22,7 @@ SPACING_EDGES = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0)  # in median code spacings
 SIGMA_EDGES = (0.0, 0.5, 1.0, 2.0, 4.0)  # in the VAE's posterior standard deviations at the nearest code
 
 
-@analysis("empty_regions", datasets=("gaussian",), version=1, n_per_bin=200)
+@analysis("empty_regions", datasets=("gaussian",), models=UNCONDITIONAL_KINDS, version=1, n_per_bin=200)
 def empty_regions(inputs: RunInputs) -> AnalysisOutput:
     """Uniform points in the codes' hull, up to ``n_per_bin`` per bin of nearest-code distance (in median code
     spacings), decoded and judged; for the VAE the same points also binned by posterior standard deviations."""
@@ -52,7 +53,7 @@ def empty_regions(inputs: RunInputs) -> AnalysisOutput:
     return AnalysisOutput(results, arrays)
 
 
-@analysis("tail_paths", datasets=("gaussian",), version=1, n_paths=32, n_points=21)
+@analysis("tail_paths", datasets=("gaussian",), models=UNCONDITIONAL_KINDS, version=1, n_paths=32, n_points=21)
 def tail_paths(inputs: RunInputs) -> AnalysisOutput:
     """Paths between random codes of the two var_x - var_y tails (the seed's "empty space between the tails"),
     the same image pairs for every model and seed (the draw depends only on the study's analysis seed)."""

@@ -6,6 +6,7 @@ import numpy as np
 
 from ...analysis.disentanglement import continuous_metrics, interventional_factorvae, uniform_box_sampler
 from ...data.heatmaps import render_from_factors
+from ...models import UNCONDITIONAL_KINDS
 from ...models.inference import encode
 from ..registry import AnalysisOutput, RunInputs, analysis
 from ..runs import BETAS, CORE
@@ -13,7 +14,7 @@ from ..runs import BETAS, CORE
 COVARIANCE = ("var_x", "var_y", "rho")
 
 
-@analysis("disentanglement", groups=(CORE, BETAS), factorvae_votes=300, factorvae_batch=32)
+@analysis("disentanglement", models=UNCONDITIONAL_KINDS, groups=(CORE, BETAS), factorvae_votes=300, factorvae_batch=32)
 def disentanglement(inputs: RunInputs) -> AnalysisOutput:
     """Quantile MIG, DCI (Lasso, extra trees), explicitness on the covariance factors, and the FactorVAE score
     with batches rendered by the generator with one factor held fixed (uniform over the data's range)."""

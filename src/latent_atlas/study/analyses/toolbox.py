@@ -1,7 +1,7 @@
 """The second seed's toolbox, every technique scored against ground truth: anomaly detection with known
 anomalies, imputation scored by the recovered factors, clustering against the true labels, and attribute
 vectors judged by what they change and what they leave alone. Applied to the core VAEs and AEs when the
-study's toolbox section is on."""
+study's toolbox section is on; the conditional VAE's runs get conditional generation scored by the oracle."""
 
 from __future__ import annotations
 
@@ -12,9 +12,12 @@ import numpy as np
 from ...analysis.anomaly import LatentDensity, anomaly_scores, detection_table
 from ...analysis.attributes import AttributeDirections, evaluate_directions
 from ...analysis.clustering import clustering_comparison
+from ...analysis.conditional import conditional_generation as score_conditional_generation
 from ...analysis.imputation import imputation_scores, impute_iterative, impute_optimise, make_mask, start_images
 from ...corruptions import clean_factors, make_benchmark
 from ...data.heatmaps import render_heatmaps
+from ...models import UNCONDITIONAL_KINDS
+from ...models.conditioning import encode_conditions
 from ...models.inference import decode
 from ..registry import AnalysisOutput, RunInputs, analysis
 from ..runs import TOOLBOX
@@ -40,7 +43,7 @@ def anomaly_sets(inputs: RunInputs, n: int) -> dict[str, np.ndarray]:
     return sets
 
 
-@analysis("anomaly", datasets=("gaussian",), groups=(TOOLBOX,), version=1, n_images=400)
+@analysis("anomaly", datasets=("gaussian",), models=UNCONDITIONAL_KINDS, groups=(TOOLBOX,), version=1, n_images=400)
 def anomaly(inputs: RunInputs) -> AnalysisOutput:
     """Held-out Gaussian heatmaps (normal) against Student t df = 2 heatmaps and the corruption benchmark's
     images, by reconstruction error, reconstruction NLL (raw and minus each image's own floor), negative ELBO
@@ -75,7 +78,7 @@ def _codes(model, images: np.ndarray) -> np.ndarray:
     return encode(model, images)[0]
 
 
-@analysis("imputation", datasets=("gaussian",), groups=(TOOLBOX,), version=1, n_images=128)
+@analysis("imputation", datasets=("gaussian",), models=UNCONDITIONAL_KINDS, groups=(TOOLBOX,), version=1, n_images=128)
 def imputation(inputs: RunInputs) -> AnalysisOutput:
     """Test heatmaps with a quadrant, a central block or half their pixels missing, completed by iterating
     encode-decode on the missing pixels and by optimising the code against the observed pixels; scored by the
@@ -97,7 +100,7 @@ def imputation(inputs: RunInputs) -> AnalysisOutput:
     return AnalysisOutput({"n_images": int(len(images)), "masks": results})
 
 
-@analysis("clustering", groups=(TOOLBOX,), version=1, max_points=3000)
+@analysis("clustering", models=UNCONDITIONAL_KINDS, groups=(TOOLBOX,), version=1, max_points=3000)
 def clustering(inputs: RunInputs) -> AnalysisOutput:
     """k-means and a Gaussian mixture on the codes against the df labels and quantile bins of each factor,
     beside the same on the true covariance factors and on the pixels: ARI and NMI."""
@@ -107,7 +110,7 @@ def clustering(inputs: RunInputs) -> AnalysisOutput:
                                                 seed=int(inputs.rng.integers(2**31))))
 
 
-@analysis("attributes", datasets=("gaussian",), groups=(TOOLBOX,), version=1)
+@analysis("attributes", datasets=("gaussian",), models=UNCONDITIONAL_KINDS, groups=(TOOLBOX,), version=1)
 def attributes(inputs: RunInputs) -> AnalysisOutput:
     """Latent arithmetic done properly: the code direction of each factor (a regression of the codes on the
     standardised factors), applied to held-out codes; the oracle reads how much the intended factor changes
@@ -123,3 +126,22 @@ def attributes(inputs: RunInputs) -> AnalysisOutput:
     return AnalysisOutput({"r2": directions.r2_.tolist() if hasattr(directions.r2_, "tolist") else directions.r2_,
                            "evaluation": evaluate_directions(directions, latents.codes[test],
                                                              lambda z: decode(model, z), recover, rng=inputs.rng)})
+
+
+@analysis("conditional_generation", models=("cvae",), groups=(TOOLBOX,), version=1, n_samples=200, n_shown=8)
+def conditional_generation(inputs: RunInputs) -> AnalysisOutput:
+    """The CVAE's conditional generation scored by the oracle: prior draws decoded at each requested value of
+    its condition (both df classes; every value of rho's grid), the fraction whose recovered factor matches the
+    request (Wilson intervals), the valid fraction, and the spread of the unconditioned factors against the
+    data's (``analysis.conditional``)."""
+    dataset, model = inputs.dataset, inputs.model
+    name = model.config.condition
+
+    def decode_with(codes: np.ndarray, values: np.ndarray) -> np.ndarray:
+        return decode(model, codes, conditions=encode_conditions(name, values, dataset.config))
+
+    results, arrays = score_conditional_generation(
+        decode_with, lambda images: inputs.oracle.verdict(images, novelty=False), name, dataset.config,
+        dataset.factors[dataset.train_idx], dataset.factor_names, model.latent_dim, inputs.params["n_samples"],
+        inputs.rng, n_shown=inputs.params["n_shown"])
+    return AnalysisOutput(results, arrays)

@@ -1,0 +1,95 @@
+"""Time to quality over training settings: the default VAE trained under each setting and seed, in parallel
+one-thread processes (as the study runs its trainings), on the default Gaussian dataset.
+
+    .venv/bin/python benchmarks/training_settings.py [--settings NAME ...] [--seeds 0 1 2] [--parallel N]
+                                                     [--model vae] [--device cpu|cuda] [--out FILE.json]
+
+Each job trains with ``TrainConfig(**SETTINGS[name], seed=seed)`` and reports its epochs, training seconds
+(the trainer's own clock: epochs and held-out loss, no evaluation) and the test split's mean Frobenius error
+of the model it delivers. A table per setting gives the worst and mean test Frobenius over the seeds and the
+mean training seconds: the setting to keep is the fastest whose worst seed stays within the quality target.
+With ``--parallel`` equal to the cores every job shares the machine like the study's trainings do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+from statistics import mean
+
+SETTINGS: dict[str, dict] = {
+    "previous (plateau 2e-3, 20 epochs)": {"scheduler": "plateau", "learning_rate": 2e-3, "epochs": 20},
+    "onecycle 4e-3, 12 epochs, batch 64": {"scheduler": "onecycle", "learning_rate": 4e-3, "epochs": 12},
+    "onecycle 4e-3, 8 epochs, batch 64": {"scheduler": "onecycle", "learning_rate": 4e-3, "epochs": 8},
+    "onecycle 6e-3, 8 epochs, batch 128": {"scheduler": "onecycle", "learning_rate": 6e-3, "epochs": 8,
+                                           "batch_size": 128},
+    "onecycle 6e-3, 6 epochs, batch 64": {"scheduler": "onecycle", "learning_rate": 6e-3, "epochs": 6},
+    "onecycle 8e-3, 6 epochs, batch 128": {"scheduler": "onecycle", "learning_rate": 8e-3, "epochs": 6,
+                                           "batch_size": 128},
+}
+
+
+def _job(name: str, seed: int, model_kind: str, device: str, dataset_path: str, work: str) -> dict:
+    import torch
+
+    torch.set_num_threads(1)
+    from latent_atlas.config import ModelConfig, TrainConfig
+    from latent_atlas.data import load_dataset
+    from latent_atlas.evaluation import evaluate_run
+    from latent_atlas.training import train
+
+    dataset = load_dataset(dataset_path)
+    config = TrainConfig(**SETTINGS[name], seed=seed, device=device)
+    run_dir = Path(work) / f"{abs(hash(name))}-{seed}"
+    result = train(dataset, dataset_path, ModelConfig(kind=model_kind), config, run_dir, progress=False)
+    frobenius = evaluate_run(result.run, dataset, device=device).results["test_frobenius"]["mean"]
+    return {"setting": name, "seed": seed, "epochs": result.epochs_run, "seconds": result.seconds,
+            "test_frobenius": frobenius}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--settings", nargs="*", default=list(SETTINGS), choices=list(SETTINGS), metavar="NAME")
+    parser.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
+    parser.add_argument("--parallel", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--model", choices=["vae", "ae"], default="vae")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--out", type=Path, help="write every job's row as JSON here")
+    args = parser.parse_args(argv)
+
+    from latent_atlas.config import DataConfig
+    from latent_atlas.data import make_dataset
+
+    jobs = [(name, seed) for name in args.settings for seed in args.seeds]
+    print(f"{len(jobs)} trainings of the default {args.model}, {args.parallel} at a time, 1 torch thread each, "
+          f"on {args.device}", flush=True)
+    with tempfile.TemporaryDirectory() as work:
+        dataset_path = str(Path(work) / "gaussian.npz")
+        make_dataset(DataConfig()).save(dataset_path)
+        with ProcessPoolExecutor(args.parallel, mp_context=get_context("spawn")) as pool:
+            futures = [pool.submit(_job, name, seed, args.model, args.device, dataset_path, work)
+                       for name, seed in jobs]
+            rows = []
+            for future in futures:
+                rows.append(future.result())
+                row = rows[-1]
+                print(f"  {row['setting']:40s} seed {row['seed']}: {row['epochs']:2d} epochs, "
+                      f"{row['seconds']:6.1f} s, test Frobenius {row['test_frobenius']:.4f}", flush=True)
+    print(f"\n{'setting':40s} {'worst':>7s} {'mean':>7s} {'seconds':>8s}")
+    for name in args.settings:
+        mine = [r for r in rows if r["setting"] == name]
+        print(f"{name:40s} {max(r['test_frobenius'] for r in mine):7.4f} "
+              f"{mean(r['test_frobenius'] for r in mine):7.4f} {mean(r['seconds'] for r in mine):8.1f}")
+    if args.out:
+        args.out.write_text(json.dumps({"parallel": args.parallel, "device": args.device, "rows": rows}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
