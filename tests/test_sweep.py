@@ -74,6 +74,7 @@ def test_sweep_writes_one_row_per_run(finished):
         assert int(row["epochs"]) == metrics["training"]["epochs_run"] == 6
     assert "wrote" in result.stdout and "results.csv: 4 runs" in result.stdout
     assert "[11/11 tasks | runs 4/4]" in result.stderr  # progress: tasks and runs done / total
+    assert "\r" not in result.stderr and "\x1b" not in result.stderr  # stderr is not a terminal: no bar redraws
 
 
 def test_sweep_started_again_redoes_nothing(finished, config):
