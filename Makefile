@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 STUDY_DIR ?= study
 
 .PHONY: install study study-quick study-dimensions study-toolbox study-full sweep-example test test-fast explore \
-        bench bench-oracle bench-metrics bench-time-to-quality clean
+        bench bench-oracle bench-metrics bench-time-to-quality bench-training-settings clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -57,5 +57,17 @@ bench-oracle: $(STAMP)
 bench-metrics: $(STAMP)
 	$(BIN)/python benchmarks/metrics_speed.py
 
+# pythae goes in its own virtual environment, so the project's stays as pinned.
+.venv-bench/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv .venv-bench
+	.venv-bench/bin/pip install --quiet --disable-pip-version-check -c constraints.txt -e . pythae==0.1.2
+	touch $@
+
+bench-time-to-quality: .venv-bench/.installed
+	.venv-bench/bin/python benchmarks/time_to_quality.py --threads 1 --cap-clock cpu --previous
+
+bench-training-settings: $(STAMP)
+	$(BIN)/python benchmarks/training_settings.py
+
 clean:
-	rm -rf $(VENV) $(STUDY_DIR) $(STUDY_DIR)-quick sweep .pytest_cache
+	rm -rf $(VENV) .venv-bench $(STUDY_DIR) $(STUDY_DIR)-quick sweep .pytest_cache
