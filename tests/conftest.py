@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from latent_atlas.config import DataConfig, FactorRange, ModelConfig, TrainConfig
 from latent_atlas.data import HeatmapDataset, make_dataset
@@ -82,3 +83,19 @@ def file_bytes(path: Path) -> bytes:
 
 def assert_close_images(actual: np.ndarray, expected: np.ndarray) -> None:
     np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """For modules of many small forward passes: two threads contending with other processes on 2 cores run
+    about 10x slower. Use with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def models(trained_runs):
+    """The tiny trained runs' models, by kind."""
+    return {kind: run.load_model() for kind, run in trained_runs.items()}

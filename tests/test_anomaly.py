@@ -19,19 +19,7 @@ from latent_atlas.errors import AtlasError
 from latent_atlas.evaluation import elbo_parts, frobenius_errors
 from latent_atlas.models.inference import encode, reconstruct
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Many small forward passes: two threads contending with other processes on 2 cores run ~10x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def models(trained_runs):
-    return {kind: run.load_model() for kind, run in trained_runs.items()}
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_vectorised_metrics_equal_sklearn_with_case_weights():

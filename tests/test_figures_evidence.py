@@ -1,32 +1,13 @@
-import io
-
 import numpy as np
 import pytest
 from matplotlib.colors import to_hex
-from matplotlib.figure import Figure
 
 from latent_atlas.errors import AtlasError
 from latent_atlas.report import figures_evidence as figures
 
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+from .figure_checks import assert_renders, by_gid, png_bytes
+
 BLUE, RED = figures.COLOURS[0], figures.COLOURS[1]
-
-
-def png_bytes(fig: Figure) -> bytes:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=30)
-    return buffer.getvalue()
-
-
-def assert_renders(fig: Figure, n_axes: int) -> None:
-    assert isinstance(fig, Figure)
-    assert len(fig.axes) == n_axes
-    assert png_bytes(fig).startswith(PNG_MAGIC)
-
-
-def by_gid(ax, prefix: str) -> dict:
-    """Every line of ``ax`` whose gid starts with ``prefix``, keyed by gid."""
-    return {line.get_gid(): line for line in ax.lines if (line.get_gid() or "").startswith(prefix)}
 
 
 def xy(line) -> np.ndarray:

@@ -21,18 +21,7 @@ from latent_atlas.oracle import HeatmapOracle
 METHODS = {"iterative": impute_iterative, "optimise": impute_optimise}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Many tiny forward passes: two threads contending with other processes on 2 cores run ~10x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def models(trained_runs):
-    return {kind: run.load_model() for kind, run in trained_runs.items()}
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_quadrant_masks_follow_the_dataset_orientation(tiny_dataset):
