@@ -61,7 +61,7 @@ def test_seed_comparison_draws_seeds_pairs_means_and_verdicts(entries):
     assert not by_gid(ax, "clipped/")
     assert "test Frobenius error, mean" in ax.get_title() and ax.get_title().endswith("VAE > AE")
     assert ax.get_ylabel() == "lower is better"
-    assert [t.get_text() for t in ax.get_xticklabels()] == ["vae", "ae"]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["VAE", "AE"]
 
 
 def test_seed_comparison_skips_none_and_handles_a_single_seed(entries):
@@ -87,6 +87,8 @@ def test_seed_comparison_clips_intervals_wider_than_the_points(entries):
 def test_seed_comparison_rejects_nothing_to_show(entries):
     with pytest.raises(AtlasError, match="at least one quantity"):
         figures.seed_comparison({}, ["vae", "ae"])
+    with pytest.raises(AtlasError, match="none of the models VAE, AE is in the quantities' by_model"):
+        figures.seed_comparison(entries, ["VAE", "AE"])  # the keys are the aggregate's model names
 
 
 # -- 2-4. the corruption benchmark -------------------------------------------------------------------------------

@@ -146,7 +146,7 @@ class ReportBuilder:
             return
         entries = {name: data["quantities"][name] for name in names if name in data["quantities"]}
         if entries:
-            self.png(key, seed_comparison(entries, [m.upper() for m in data["models"]]), alt)
+            self.png(key, seed_comparison(entries, data["models"]), alt)
 
     def evidence_section(self) -> None:
         from ..study.aggregates import validity_arrays

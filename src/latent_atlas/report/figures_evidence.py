@@ -167,7 +167,7 @@ def _seed_panel(ax, entry: Mapping, models: Sequence[str]) -> None:
     ax.set_ylim(bottom, top)
     ax.yaxis.set_major_locator(MaxNLocator(nbins=5))
     ax.set_xlim(-0.5, len(models) - 0.25)
-    ax.set_xticks(range(len(models)), list(models))
+    ax.set_xticks(range(len(models)), [model.upper() for model in models])
     better = entry.get("better")
     ax.set_ylabel(f"{better} is better" if better else "", fontsize=7)
     ax.tick_params(labelsize=7)
@@ -179,7 +179,8 @@ def _seed_panel(ax, entry: Mapping, models: Sequence[str]) -> None:
 
 
 def seed_comparison(entries: Mapping[str, Mapping], models: Sequence[str], ncols: int = 4) -> Figure:
-    """One small panel per quantity of an aggregate's ``quantities`` (in the given order): each model's per-seed
+    """One small panel per quantity of an aggregate's ``quantities`` (in the given order; ``models`` are the keys
+    of their ``by_model``, shown upper-case): each model's per-seed
     values as dots, the same seed joined across models by a thin grey line, the mean over seeds with its t interval
     as a bar beside them (clipped ends marked by a triangle), the paired verdict under the panel's title.
 
@@ -191,6 +192,10 @@ def seed_comparison(entries: Mapping[str, Mapping], models: Sequence[str], ncols
         raise AtlasError("seed_comparison needs at least one quantity and one model")
     if ncols < 1:
         raise AtlasError(f"ncols must be at least 1, got {ncols!r}")
+    known = {model for entry in entries.values() for model in (entry.get("by_model") or {})}
+    if known and not known & set(models):
+        raise AtlasError(f"none of the models {', '.join(models)} is in the quantities' by_model "
+                         f"({', '.join(sorted(known))})")
     columns = min(ncols, len(names))
     rows = -(-len(names) // columns)
     fig = Figure(figsize=(2.35 * columns + 0.2, 2.35 * rows + 0.4), layout="constrained")
