@@ -138,6 +138,7 @@ def test_benchmark_roc_plots_every_kind_and_the_operating_point(oracle):
     assert len(band) == 1
     assert band[0].get_x() == pytest.approx(0.0355)
     assert band[0].get_x() + band[0].get_width() == pytest.approx(0.045)
+    assert band[0].get_label() == "plausible band 0.0355–0.045"  # the benchmark's own band
 
 
 def test_benchmark_roc_without_a_band(oracle):
@@ -209,6 +210,8 @@ def test_residual_ecdfs_plot_each_seed_and_the_pooled_ecdf(residual_groups):
     np.testing.assert_allclose(by_gid(ax, "threshold")["threshold"].get_xdata(), [0.04, 0.04])
     assert ax.get_xscale() == "log"
     assert to_hex(by_gid(ax, "group/")["group/ae"].get_color()) == RED
+    (band,) = [p for p in ax.patches if p.get_gid() == "band"]
+    assert band.get_label() == "band checked 0.03–0.05"  # the verdict's band, not the benchmark's
 
 
 def test_validity_vs_threshold_matches_a_direct_count(residual_groups):

@@ -88,12 +88,12 @@ def _band(band: Sequence[float] | None) -> tuple[float, float] | None:
     return low, high
 
 
-def _mark_threshold(ax, threshold: float, band: tuple[float, float] | None) -> None:
+def _mark_threshold(ax, threshold: float, band: tuple[float, float] | None, band_name: str = "plausible band") -> None:
     ax.axvline(threshold, color="black", linestyle="--", linewidth=1, label=f"threshold {threshold:g}",
                gid="threshold")
     if band is not None:
         ax.axvspan(*band, color=BAND_COLOUR, alpha=0.18, linewidth=0,
-                   label=f"plausible band {band[0]:g}–{band[1]:g}", gid="band")
+                   label=f"{band_name} {band[0]:g}–{band[1]:g}", gid="band")
 
 
 def _log_x(ax, low: float, high: float) -> None:
@@ -404,7 +404,7 @@ def residual_ecdfs(groups: Mapping[str, Any], threshold: float, band: Sequence[f
                    title: str = "Shape residuals: empirical CDF") -> Figure:
     """Each group's empirical CDF of shape residuals (``scipy.stats.ecdf``, log x): one thin line per seed and a
     thick line for the seeds pooled (the only line when a group is one sample), the threshold dashed and the
-    plausible band shaded. Groups take the model colours in the order given."""
+    band of thresholds the verdict is checked over shaded. Groups take the model colours in the order given."""
     threshold, band = _threshold(threshold), _band(band)
     samples = _groups(groups)
     fig = Figure(figsize=(5.2, 3.6), layout="constrained")
@@ -420,7 +420,7 @@ def residual_ecdfs(groups: Mapping[str, Any], threshold: float, band: Sequence[f
         span = [min(span[0], positive.min() if positive.size else threshold), max(span[1], pooled.max())]
         _ecdf_line(ax, pooled, color=colour, linewidth=2,
                    label=f"{name} (n {pooled.size}, median {np.median(pooled):.3g})", gid=f"group/{name}")
-    _mark_threshold(ax, threshold, band)
+    _mark_threshold(ax, threshold, band, "band checked")
     _log_x(ax, *span)
     ax.set_ylim(-0.01, 1.01)
     ax.set_xlabel(RESIDUAL_LABEL)
@@ -454,7 +454,7 @@ def validity_vs_threshold(groups: Mapping[str, Any], threshold: float, band: Seq
         ax.plot(curve["thresholds"], curve["fraction"], color=colour, linewidth=2,
                 label=f"{name}: {at['fraction']:.3f} at the threshold (n {at['n']})", gid=f"group/{name}")
         ax.plot([threshold], [at["fraction"]], "o", color=colour, markersize=5, gid=f"operating/{name}")
-    _mark_threshold(ax, threshold, band)
+    _mark_threshold(ax, threshold, band, "band checked")
     _log_x(ax, min(curve["thresholds"]), max(curve["thresholds"]))
     ax.set_ylim(-0.01, 1.01)
     ax.set_xlabel("shape threshold (relative residual, log)")
