@@ -1,26 +1,11 @@
-import io
-
 import numpy as np
 import pytest
-from matplotlib.figure import Figure
 
 from latent_atlas.analysis.compare import nearest_neighbour_distances, worst_examples
 from latent_atlas.analysis.disentanglement import factor_correlations
 from latent_atlas.report import figures_compare as figures
 
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-def png_bytes(fig: Figure) -> bytes:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=40)
-    return buffer.getvalue()
-
-
-def assert_renders(fig: Figure, n_axes: int) -> None:
-    assert isinstance(fig, Figure)
-    assert len(fig.axes) == n_axes
-    assert png_bytes(fig).startswith(PNG_MAGIC)
+from .figure_checks import assert_renders
 
 
 @pytest.fixture(scope="module")

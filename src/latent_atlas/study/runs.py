@@ -68,6 +68,18 @@ def _merge(specs: dict[str, RunSpec], spec: RunSpec) -> None:
         specs[spec.name] = spec
 
 
+def _vae_setting_runs(specs: dict[str, RunSpec], config: StudyConfig, field: str, values: tuple, seeds: tuple,
+                      group: str) -> None:
+    """The Gaussian VAE at each value of one model setting, over ``seeds``; the default value is the core run."""
+    key = f"model.{field}"
+    for value in values:
+        extra = {} if value == getattr(config.model, field) else {key: value}
+        for seed in seeds:
+            _merge(specs, RunSpec(run_name("gaussian", "vae", seed, extra), config.data_for("gaussian"),
+                                  config.model_for("vae", **{field: value}), config.train_for(seed),
+                                  frozenset({group}), ((key, value),)))
+
+
 def study_runs(config: StudyConfig) -> list[RunSpec]:
     """Every run of the study: the core (datasets x models x seeds) and the chosen sections' runs."""
     specs: dict[str, RunSpec] = {}
@@ -78,19 +90,10 @@ def study_runs(config: StudyConfig) -> list[RunSpec]:
                 _merge(specs, RunSpec(run_name(data_kind, model_kind, seed), config.data_for(data_kind),
                                       config.model_for(model_kind), config.train_for(seed), core_groups))
     if DIMENSIONS in config.sections:
-        for dim in config.dimensions.latent_dims:
-            extra = {} if dim == config.model.latent_dim else {"model.latent_dim": dim}
-            for seed in config.dimensions.seeds:
-                _merge(specs, RunSpec(run_name("gaussian", "vae", seed, extra), config.data_for("gaussian"),
-                                      config.model_for("vae", latent_dim=dim), config.train_for(seed),
-                                      frozenset({DIMENSIONS}), (("model.latent_dim", dim),)))
+        _vae_setting_runs(specs, config, "latent_dim", config.dimensions.latent_dims, config.dimensions.seeds,
+                          DIMENSIONS)
     if TOOLBOX in config.sections:
-        for beta in config.toolbox.betas:
-            extra = {} if beta == config.model.beta else {"model.beta": beta}
-            for seed in config.toolbox.seeds:
-                _merge(specs, RunSpec(run_name("gaussian", "vae", seed, extra), config.data_for("gaussian"),
-                                      config.model_for("vae", beta=beta), config.train_for(seed),
-                                      frozenset({BETAS}), (("model.beta", beta),)))
+        _vae_setting_runs(specs, config, "beta", config.toolbox.betas, config.toolbox.seeds, BETAS)
         for data_kind in config.datasets:
             for seed in config.toolbox.seeds:
                 _merge(specs, RunSpec(run_name(data_kind, "cvae", seed), config.data_for(data_kind),
