@@ -30,6 +30,12 @@ SETTINGS: dict[str, dict] = {
     "onecycle 6e-3, 8 epochs, batch 128": {"scheduler": "onecycle", "learning_rate": 6e-3, "epochs": 8,
                                            "batch_size": 128},
     "onecycle 6e-3, 6 epochs, batch 64": {"scheduler": "onecycle", "learning_rate": 6e-3, "epochs": 6},
+    "onecycle 4e-3, 6 epochs, batch 32": {"scheduler": "onecycle", "learning_rate": 4e-3, "epochs": 6,
+                                          "batch_size": 32},
+    "onecycle 3e-3, 6 epochs, batch 32": {"scheduler": "onecycle", "learning_rate": 3e-3, "epochs": 6,
+                                          "batch_size": 32},
+    "onecycle 3e-3, 5 epochs, batch 32": {"scheduler": "onecycle", "learning_rate": 3e-3, "epochs": 5,
+                                          "batch_size": 32},
     "onecycle 8e-3, 6 epochs, batch 128": {"scheduler": "onecycle", "learning_rate": 8e-3, "epochs": 6,
                                            "batch_size": 128},
 }

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import csv
 import os
+import secrets
+import shutil
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
 from latent_atlas.errors import ConfigError
-from latent_atlas.graph.ray_backend import processes_with_marker
+from latent_atlas.graph.ray_backend import SESSION_ENV, is_loopback_address, processes_with_marker, stop_processes
 from latent_atlas.io import read_json
 from latent_atlas.study.sweep import sweep_runs
 
@@ -37,10 +41,11 @@ early_stopping_patience = 10
 """
 
 
-def sweep(config: Path, output: Path, quiet: bool = False) -> subprocess.Popen:
+def sweep(config: Path, output: Path, quiet: bool = False, extra: tuple[str, ...] = (),
+          env: dict[str, str] | None = None) -> subprocess.Popen:
     stream = subprocess.DEVNULL if quiet else subprocess.PIPE
-    return subprocess.Popen([sys.executable, "-m", "latent_atlas.cli", "sweep", str(config), "-o", str(output)],
-                            stdout=stream, stderr=stream, text=True)
+    return subprocess.Popen([sys.executable, "-m", "latent_atlas.cli", "sweep", str(config), "-o", str(output), *extra],
+                            stdout=stream, stderr=stream, text=True, env=env)
 
 
 def rows(path: Path) -> list[dict[str, str]]:
@@ -121,3 +126,61 @@ def test_bad_sweep_tables_name_the_key():
         sweep_runs({"sweep": {"model.beta": [-1.0]}})
     with pytest.raises(ConfigError, match="needs at least one dotted key"):
         sweep_runs({"data": {}})
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def ray_head():
+    """A Ray cluster head started the way a user would (`ray start --head`), on loopback, with token
+    authentication on; yields (address, token, session marker) and stops its processes afterwards."""
+    marker, token = secrets.token_hex(8), secrets.token_hex(16)
+    temp_dir = tempfile.mkdtemp(prefix="la-head-")  # short: Ray's socket paths have a length limit
+    port = free_port()
+    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0",
+           "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token, SESSION_ENV: marker}
+    ray = Path(sys.executable).with_name("ray")
+    try:
+        subprocess.run([str(ray), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=2",
+                        "--include-dashboard=false", f"--temp-dir={temp_dir}", "--disable-usage-stats"],
+                       env=env, check=True, capture_output=True, timeout=180)
+        yield f"127.0.0.1:{port}", token, marker
+    finally:
+        stop_processes(marker)
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+@pytest.mark.parametrize("address, expected", [
+    ("127.0.0.1:6379", True), ("localhost:6379", True), ("ray://127.0.0.1:10001", True), ("[::1]:6379", True),
+    ("10.0.0.5:6379", False), ("head.cluster:6379", False), ("auto", False),
+])
+def test_loopback_addresses_are_recognised(address, expected):
+    assert is_loopback_address(address) is expected
+
+
+def test_sweep_joins_an_existing_cluster_with_token_auth(finished, config, ray_head, tmp_path):
+    reference, _ = finished
+    address, token, marker = ray_head
+    # The token reaches the driver as a user would give it; the driver must switch to token mode itself.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")} | {"RAY_AUTH_TOKEN": token}
+    process = sweep(config, tmp_path / "cluster", extra=("--address", address), env=env)
+    _, err = process.communicate(timeout=600)
+    assert process.returncode == 0, err
+    assert rows(tmp_path / "cluster" / "results.csv") == rows(reference / "results.csv")  # same runs as locally
+    assert "[11/11 tasks | runs 4/4]" in err
+    assert processes_with_marker(marker), "the driver must leave a cluster it joined running"
+
+
+def test_a_cluster_refusing_the_driver_is_one_clear_error(config, ray_head, tmp_path):
+    address, _, _ = ray_head
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")} | {"RAY_AUTH_TOKEN": "wrong-token"}
+    process = sweep(config, tmp_path / "refused", extra=("--address", address), env=env)
+    _, err = process.communicate(timeout=300)
+    assert process.returncode != 0
+    assert f"could not connect to the Ray cluster at {address}" in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "refused" / "results.csv").exists()

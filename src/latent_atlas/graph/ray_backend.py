@@ -12,6 +12,7 @@ training task writing into a run folder that the next run resumes.
 from __future__ import annotations
 
 import ctypes
+import ipaddress
 import logging
 import os
 import shutil
@@ -34,6 +35,23 @@ SESSION_FILE = "ray-session.json"
 _LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
 _PR_SET_PDEATHSIG = 1
 _OBJECT_STORE_BYTES = 256 * 1024**2  # tasks exchange files, not objects: summaries only
+
+
+def is_loopback_address(address: str) -> bool:
+    """Whether a Ray address (``HOST:PORT``, ``ray://HOST:PORT`` or ``HOST``) names this machine's loopback."""
+    host = address.split("://", 1)[-1].rsplit(":", 1)[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def auth_token_available() -> bool:
+    """Whether this process can send a Ray authentication token: from the environment or Ray's default file."""
+    return bool(os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH")
+                or (Path.home() / ".ray" / "auth_token").is_file())
 
 
 def processes_with_marker(marker: str) -> list[int]:
@@ -119,13 +137,10 @@ class RayBackend:
         self.temp_dir = tempfile.mkdtemp(prefix="latent-atlas-ray-")
         write_json(self.root / LEDGER_DIR / SESSION_FILE,
                    {"marker": self.marker, "temp_dir": self.temp_dir, "driver_pid": os.getpid()})
-        self._set_env({**_LOOPBACK_ENV, SESSION_ENV: self.marker})
+        self._set_env({SESSION_ENV: self.marker})
+        self._keep_loopback()
         import ray
-        from ray._private import ray_constants
 
-        # The environment reaches Ray's own processes; this process may have imported Ray before it was set.
-        self._cluster_flag = ray_constants.ENABLE_RAY_CLUSTER
-        ray_constants.ENABLE_RAY_CLUSTER = False
         cpus = self.max_parallel or os.cpu_count() or 1
         try:
             ray.init(num_cpus=cpus, include_dashboard=False, _temp_dir=self.temp_dir, log_to_driver=False,
@@ -141,8 +156,26 @@ class RayBackend:
             raise AtlasError(f"the local Ray instance did not bind to loopback (node address {addresses}); "
                              "start latent-atlas in a fresh process")
 
+    def _keep_loopback(self) -> None:
+        """Keep Ray on 127.0.0.1: without this, Ray on Linux swaps a loopback address for the machine's own."""
+        self._set_env(_LOOPBACK_ENV)
+        from ray._private import ray_constants
+
+        # The environment reaches Ray's own processes; this process may have imported Ray before it was set.
+        self._cluster_flag = ray_constants.ENABLE_RAY_CLUSTER
+        ray_constants.ENABLE_RAY_CLUSTER = False
+
     def _connect(self) -> None:
         self._set_env({"RAY_USAGE_STATS_ENABLED": "0"})
+        if "RAY_AUTH_MODE" not in os.environ and auth_token_available():
+            # `ray start` (Ray >= 2.59) turns token authentication on and writes the token, but a driver joining
+            # by address only sends it in token mode; a cluster without authentication ignores the token.
+            self._set_env({"RAY_AUTH_MODE": "token"})
+            from ray._raylet import Config
+
+            Config.initialize("")  # Ray reads its config once, at import: make this process see token mode too
+        if is_loopback_address(self.address):
+            self._keep_loopback()
         import ray
 
         try:
@@ -150,7 +183,10 @@ class RayBackend:
                      namespace="latent-atlas")
         except Exception as exc:
             self._restore_env()
-            raise AtlasError(f"could not connect to the Ray cluster at {self.address}: {exc}") from None
+            hint = ("" if os.environ.get("RAY_AUTH_MODE") or auth_token_available() else
+                    " (if the cluster uses token authentication, set RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH to its "
+                    "token)")
+            raise AtlasError(f"could not connect to the Ray cluster at {self.address}: {exc}{hint}") from None
 
     @property
     def capacity(self) -> int:
