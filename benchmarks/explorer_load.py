@@ -49,22 +49,29 @@ class Scenario:
     latencies_ms: np.ndarray  # (n,)
     seconds: float
     codes_per_request: int
+    server_cpu_seconds: float | None = None  # the server process's CPU time over the scenario
+    client_cpu_seconds: float | None = None  # this process's (the clients') CPU time over the scenario
+
+    def per_request_ms(self, cpu_seconds: float | None) -> str:
+        return "-" if cpu_seconds is None else f"{cpu_seconds * 1e3 / len(self.latencies_ms):.2f}"
 
     def row(self) -> str:
         p50, p90, p99 = np.percentile(self.latencies_ms, [50, 90, 99])
         rate = len(self.latencies_ms) / self.seconds
         return (f"{self.name:<34} {len(self.latencies_ms):>6} {p50:>7.2f} {p90:>7.2f} {p99:>7.2f} "
-                f"{self.latencies_ms.max():>7.2f} {rate:>8.0f} {rate * self.codes_per_request:>9.0f}")
+                f"{self.latencies_ms.max():>7.2f} {rate:>8.0f} {rate * self.codes_per_request:>9.0f} "
+                f"{self.per_request_ms(self.server_cpu_seconds):>8} {self.per_request_ms(self.client_cpu_seconds):>8}")
 
     def summary(self) -> dict:
         p50, p90, p99 = np.percentile(self.latencies_ms, [50, 90, 99])
         return {"requests": len(self.latencies_ms), "p50_ms": p50, "p90_ms": p90, "p99_ms": p99,
                 "max_ms": float(self.latencies_ms.max()), "requests_per_s": len(self.latencies_ms) / self.seconds,
-                "codes_per_request": self.codes_per_request}
+                "codes_per_request": self.codes_per_request, "server_cpu_seconds": self.server_cpu_seconds,
+                "client_cpu_seconds": self.client_cpu_seconds}
 
 
 HEADER = (f"{'scenario':<34} {'n':>6} {'p50 ms':>7} {'p90 ms':>7} {'p99 ms':>7} {'max ms':>7} "
-          f"{'req/s':>8} {'codes/s':>9}")
+          f"{'req/s':>8} {'codes/s':>9} {'server':>8} {'client':>8}  (CPU ms per request)")
 
 
 def start_server(folders: list[str], torch_threads: int) -> tuple[subprocess.Popen, int]:
@@ -181,21 +188,27 @@ def random_bodies(rng: np.random.Generator, low: np.ndarray, high: np.ndarray, n
 
 
 def run_scenario(name: str, port: int, path: str, client_bodies: list[list[bytes]], max_seconds: float,
-                 codes_per_request: int) -> Scenario:
+                 codes_per_request: int, server_pid: int | None = None) -> Scenario:
     latencies: list[list[float]] = [[] for _ in client_bodies]
     errors: list[Exception] = []
     deadline = time.perf_counter() + max_seconds
     threads = [threading.Thread(target=client, args=(port, path, bodies, deadline, out, errors))
                for bodies, out in zip(client_bodies, latencies)]
+    server_before = None if server_pid is None else process_cpu_seconds(server_pid)
+    client_before = sum(os.times()[:2])
     started = time.perf_counter()
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     seconds = time.perf_counter() - started
+    client_cpu = sum(os.times()[:2]) - client_before
+    server_after = None if server_pid is None else process_cpu_seconds(server_pid)
+    server_cpu = None if server_before is None or server_after is None else server_after - server_before
     if errors:
         raise SystemExit(f"{name}: a client failed: {errors[0]}")
-    return Scenario(name, np.concatenate([np.asarray(x) for x in latencies]), seconds, codes_per_request)
+    return Scenario(name, np.concatenate([np.asarray(x) for x in latencies]), seconds, codes_per_request,
+                    server_cpu, client_cpu)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -231,18 +244,18 @@ def main(argv: list[str] | None = None) -> int:
         meter = CpuMeter(process.pid)
         scenarios = [
             run_scenario("single code, 1 client", port, path, [random_bodies(rng, low, high, args.requests, 1)],
-                         args.max_seconds, 1),
+                         args.max_seconds, 1, process.pid),
             run_scenario(f"single code, {args.clients} clients", port, path,
                          [random_bodies(rng, low, high, args.requests, 1) for _ in range(args.clients)],
-                         args.max_seconds, 1),
+                         args.max_seconds, 1, process.pid),
             run_scenario(f"batch of {args.batch}, 1 client", port, path,
                          [random_bodies(rng, low, high, args.batch_requests, args.batch)], args.max_seconds,
-                         args.batch),
+                         args.batch, process.pid),
         ]
         if other is not None:
             scenarios.append(run_scenario(
                 f"corresponding point in {other[:12]}, 1 client", port, f"/api/runs/{run_id}/correspond",
-                [random_bodies(rng, low, high, args.requests, 1, target=other)], args.max_seconds, 1))
+                [random_bodies(rng, low, high, args.requests, 1, target=other)], args.max_seconds, 1, process.pid))
         others = meter.others()
     finally:
         stop_server(process)

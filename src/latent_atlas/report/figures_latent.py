@@ -71,18 +71,19 @@ def projection_grid(latents: LatentCodes, factors: Sequence[str] = ("var_x", "va
                 raise AtlasError(f"axis pair {pair} is not two latent axes in 0..{codes.shape[1] - 1}")
     values = {name: latents.factor(name) for name in factors}
     order = _draw_order(len(codes))[:max_points]
-    fig = Figure(figsize=(3.3 * len(factors), 3.0 * len(axis_pairs)), layout="constrained")
-    axes = fig.subplots(len(axis_pairs), len(factors), squeeze=False)
-    for row, (a, b) in enumerate(axis_pairs):
-        for col, name in enumerate(factors):
+    fig = Figure(figsize=(3.0 * len(factors), 2.7 * len(axis_pairs) + 0.6), layout="constrained")
+    # A row shows one axis pair: its panels share both axes. A column shows one factor: one colour bar under it.
+    axes = fig.subplots(len(axis_pairs), len(factors), squeeze=False, sharex="row", sharey="row")
+    for col, name in enumerate(factors):
+        for row, (a, b) in enumerate(axis_pairs):
             ax = axes[row, col]
             points = ax.scatter(view[order, a], view[order, b], c=values[name][order], s=2, linewidths=0,
                                 cmap=FACTOR_COLOURMAPS.get(name, "viridis"), rasterized=True)
-            fig.colorbar(points, ax=ax, shrink=0.85)
             ax.set_xlabel(f"{label}{a}")
-            ax.set_ylabel(f"{label}{b}")
-            if row == 0:
-                ax.set_title(name)
+            if col == 0:
+                ax.set_ylabel(f"{label}{b}")
+        axes[0, col].set_title(name)
+        fig.colorbar(points, ax=axes[:, col], location="bottom", shrink=0.85, aspect=25)
     return fig
 
 
