@@ -12,6 +12,8 @@ import pytest
 from latent_atlas.graph import ledger_entry
 from latent_atlas.report.html import format_number, lookup
 from latent_atlas.study import run_study, study_config_from
+from latent_atlas.study.pipeline import study_graph
+from latent_atlas.study.registry import ANALYSES, analysis
 from latent_atlas.study.runs import study_runs
 
 SECTIONS = ("summary", "data", "oracle", "models", "reconstruction", "validity", "latent", "directions", "holes",
@@ -63,6 +65,46 @@ def test_runs_cover_datasets_models_seeds_and_sections():
             "gaussian-vae-beta2-s0"} <= names
     assert {"gaussian-cvae-s0", "student_t-cvae-s0"} <= names and "gaussian-cvae-s1" not in names  # toolbox seeds
     assert "gaussian-vae-latent_dim3-s0" not in names  # the default dimension is the core run, trained once
+
+
+def test_a_quick_study_gives_its_analyses_their_quick_settings():
+    def settings(quick: bool) -> dict:
+        graph = study_graph(study_config_from(STUDY_TOML, quick=quick), with_report=False)
+        return graph.runs["gaussian-vae-s0"].analyses["generation"].params["settings"]
+
+    full, quick = settings(False), settings(True)
+    assert full["n_draws"] == ANALYSES["generation"].params["n_draws"] == 2000
+    assert quick["n_draws"] == ANALYSES["generation"].quick["n_draws"] < full["n_draws"]
+    assert {k: v for k, v in quick.items() if k not in ANALYSES["generation"].quick} == {
+        k: v for k, v in full.items() if k not in ANALYSES["generation"].quick}  # only the quick ones change
+
+
+def test_every_analysis_runs_with_its_quick_settings(tiny_study, tmp_path):
+    """The quick settings are smaller samples: each analysis that has some must still run with them."""
+    import shutil
+
+    from latent_atlas.graph.task import TaskContext
+    from latent_atlas.study.tasks import analyse_run
+
+    quick_graph = study_graph(study_config_from(STUDY_TOML, quick=True), with_report=False)
+    root = tmp_path / "study"
+    shutil.copytree(tiny_study.output, root)
+    tried = set()
+    for run_name in ("gaussian-vae-s0", "gaussian-ae-s0"):
+        for name, task in quick_graph.runs[run_name].analyses.items():
+            if not ANALYSES[name].quick:
+                continue
+            summary = analyse_run(TaskContext(root=root, task_id=task.id, params=task.params, input_ids={}))
+            results = json.loads((root / summary["file"]).read_text())
+            assert results["provenance"]["analysis"] == name
+            tried.add(name)
+    assert tried == {name for name, a in ANALYSES.items() if a.quick and "vae" in (a.models or ("vae",))
+                     and (a.datasets is None or "gaussian" in a.datasets) and "core" in a.groups}
+
+
+def test_a_quick_setting_must_name_a_setting():
+    with pytest.raises(ValueError, match="quick settings .*'n_draw'.* are not settings"):
+        analysis("misnamed", n_draws=10, quick={"n_draw": 5})
 
 
 def test_report_has_every_section_and_inlines_every_figure(tiny_study):

@@ -162,6 +162,7 @@ def test_loopback_addresses_are_recognised(address, expected):
     assert is_loopback_address(address) is expected
 
 
+@pytest.mark.slow
 def test_sweep_joins_an_existing_cluster_with_token_auth(finished, config, ray_head, tmp_path):
     reference, _ = finished
     address, token, marker = ray_head
@@ -175,6 +176,16 @@ def test_sweep_joins_an_existing_cluster_with_token_auth(finished, config, ray_h
     assert processes_with_marker(marker), "the driver must leave a cluster it joined running"
 
 
+def test_an_address_where_nothing_listens_fails_at_once(config, tmp_path):
+    address = f"127.0.0.1:{free_port()}"
+    process = sweep(config, tmp_path / "nowhere", extra=("--address", address))
+    _, err = process.communicate(timeout=120)  # Ray alone retries a refused connection for minutes
+    assert process.returncode != 0
+    assert f"could not connect to the Ray cluster at {address}: nothing answers there" in err
+    assert "Traceback" not in err and not (tmp_path / "nowhere" / "results.csv").exists()
+
+
+@pytest.mark.slow
 def test_a_cluster_refusing_the_driver_is_one_clear_error(config, ray_head, tmp_path):
     address, _, _ = ray_head
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")} | {"RAY_AUTH_TOKEN": "wrong-token"}

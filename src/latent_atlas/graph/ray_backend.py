@@ -17,6 +17,7 @@ import logging
 import os
 import shutil
 import signal
+import socket
 import sys
 import tempfile
 import uuid
@@ -46,6 +47,21 @@ def is_loopback_address(address: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def check_listening(address: str, timeout: float = 10.0) -> None:
+    """Fail at once when nothing answers at a ``HOST:PORT`` (or ``ray://HOST:PORT``) address: Ray's own client
+    keeps retrying a refused connection for minutes. Other forms ("auto", a host without a port) go to Ray as
+    they are."""
+    host, colon, port = address.split("://", 1)[-1].rpartition(":")
+    if not colon or not port.isdigit():
+        return
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            pass
+    except OSError as exc:
+        raise AtlasError(f"could not connect to the Ray cluster at {address}: nothing answers there "
+                         f"({exc.strerror or exc})") from None
 
 
 def auth_token_available() -> bool:
@@ -166,6 +182,7 @@ class RayBackend:
         ray_constants.ENABLE_RAY_CLUSTER = False
 
     def _connect(self) -> None:
+        check_listening(self.address)
         self._set_env({"RAY_USAGE_STATS_ENABLED": "0"})
         if "RAY_AUTH_MODE" not in os.environ and auth_token_available():
             # `ray start` (Ray >= 2.59) turns token authentication on and writes the token, but a driver joining

@@ -35,7 +35,7 @@ def _run_rows(runs: list[RunTasks]) -> list[dict[str, Any]]:
 
 
 def study_graph(config: StudyConfig, with_report: bool = True, tracking: str = "none") -> StudyGraph:
-    builder = GraphBuilder(config.analysis_seed, tracking=tracking)
+    builder = GraphBuilder(config.analysis_seed, tracking=tracking, quick=config.quick)
     runs = {spec.name: builder.run(spec, [n for n, a in ANALYSES.items() if a.applies(spec)])
             for spec in study_runs(config)}
     dataset_tasks: dict[str, Task] = {}

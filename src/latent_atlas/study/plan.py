@@ -47,8 +47,9 @@ class RunTasks:
 class GraphBuilder:
     """Builds each dataset's and oracle's task once, however many runs share them."""
 
-    def __init__(self, analysis_seed: int = 0, tracking: str = "none"):
+    def __init__(self, analysis_seed: int = 0, tracking: str = "none", quick: bool = False):
         self.analysis_seed = analysis_seed
+        self.quick = quick  # analyses use their smaller --quick settings
         self.tracking = tracking  # experiment tracking of training and evaluation; not part of any key
         self._data: dict[str, tuple[DataConfig, Task, Task]] = {}
 
@@ -88,6 +89,6 @@ class GraphBuilder:
             run_tasks.analyses[name] = Task(
                 f"analyse-{spec.name}-{name}", "analyse", tasks.analyse_run,
                 {**paths, "analysis": name, "analysis_seed": self.analysis_seed,
-                 "settings": {**analysis.params, **self._groups(analysis, spec)}},
+                 "settings": {**analysis.settings(self.quick), **self._groups(analysis, spec)}},
                 {"evaluate": evaluate}, version=analysis.version)
         return run_tasks

@@ -94,6 +94,10 @@ class Analysis:
     params: dict[str, Any] = field(default_factory=dict)
     version: int = 1
     group_aware: bool = False  # its settings include the run's groups (it behaves differently per study section)
+    quick: dict[str, Any] = field(default_factory=dict)  # the settings a --quick study overrides (fewer draws)
+
+    def settings(self, quick: bool = False) -> dict[str, Any]:
+        return {**self.params, **self.quick} if quick else dict(self.params)
 
     def applies(self, spec: RunSpec) -> bool:
         return ((self.datasets is None or spec.data_kind in self.datasets)
@@ -105,13 +109,18 @@ ANALYSES: dict[str, Analysis] = {}
 
 
 def analysis(name: str, *, datasets: tuple[str, ...] | None = None, models: tuple[str, ...] | None = None,
-             groups: tuple[str, ...] = (CORE,), version: int = 1, group_aware: bool = False, **params: Any):
-    """Register ``fn`` as the analysis ``name`` for the runs it applies to; ``params`` are its settings."""
+             groups: tuple[str, ...] = (CORE,), version: int = 1, group_aware: bool = False,
+             quick: dict[str, Any] | None = None, **params: Any):
+    """Register ``fn`` as the analysis ``name`` for the runs it applies to; ``params`` are its settings and
+    ``quick`` the smaller ones a ``--quick`` study uses instead."""
+    quick = dict(quick or {})
+    if set(quick) - set(params):
+        raise ValueError(f"analysis {name!r}: quick settings {sorted(set(quick) - set(params))} are not settings")
 
     def register(fn: Callable[[RunInputs], AnalysisOutput]) -> Callable[[RunInputs], AnalysisOutput]:
         if name in ANALYSES:
             raise ValueError(f"analysis {name!r} is registered twice")
-        ANALYSES[name] = Analysis(name, fn, datasets, models, groups, dict(params), version, group_aware)
+        ANALYSES[name] = Analysis(name, fn, datasets, models, groups, dict(params), version, group_aware, quick)
         return fn
 
     return register

@@ -132,7 +132,8 @@ def judged_against_nulls(path: LatentPath, decoded: Decoded, inputs: RunInputs, 
     return out
 
 
-@analysis("exploration", datasets=("gaussian",), models=UNCONDITIONAL_KINDS, version=1, n_null=50)
+@analysis("exploration", datasets=("gaussian",), models=UNCONDITIONAL_KINDS, version=1, n_null=50,
+          quick={"n_null": 20})
 def exploration(inputs: RunInputs) -> AnalysisOutput:
     latents = inputs.latents
     codes = latents.codes

@@ -81,8 +81,8 @@ def prior_diagnostics(mean: np.ndarray, logvar: np.ndarray, rng: np.random.Gener
     }
 
 
-@analysis("generation", models=UNCONDITIONAL_KINDS, groups=(CORE, DIMENSIONS, BETAS), version=1, group_aware=True, n_samples=600, n_novelty=100,
-          n_draws=2000)
+@analysis("generation", models=UNCONDITIONAL_KINDS, groups=(CORE, DIMENSIONS, BETAS), version=1, group_aware=True,
+          n_samples=600, n_novelty=100, n_draws=2000, quick={"n_samples": FIDELITY_SIZE, "n_novelty": 50, "n_draws": 500})
 def generation(inputs: RunInputs) -> AnalysisOutput:
     latents, dataset = inputs.latents, inputs.dataset
     train = dataset.train_idx

@@ -14,7 +14,8 @@ from ..runs import BETAS, CORE
 COVARIANCE = ("var_x", "var_y", "rho")
 
 
-@analysis("disentanglement", models=UNCONDITIONAL_KINDS, groups=(CORE, BETAS), factorvae_votes=300, factorvae_batch=32)
+@analysis("disentanglement", models=UNCONDITIONAL_KINDS, groups=(CORE, BETAS), factorvae_votes=300, factorvae_batch=32,
+          quick={"factorvae_votes": 100})
 def disentanglement(inputs: RunInputs) -> AnalysisOutput:
     """Quantile MIG, DCI (Lasso, extra trees), explicitness on the covariance factors, and the FactorVAE score
     with batches rendered by the generator with one factor held fixed (uniform over the data's range)."""
