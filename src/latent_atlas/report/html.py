@@ -83,9 +83,7 @@ class FigureStore:
     def png(self, key: str, figure: Figure, alt: str, dpi: int | None = None) -> None:
         name = key.replace("/", "-")
         buffer = io.BytesIO()
-        # A constrained layout already keeps every artist inside the figure; "tight" would lay it out again.
-        tight = None if figure.get_layout_engine() is not None else "tight"
-        figure.savefig(buffer, format="png", dpi=dpi or self.dpi, bbox_inches=tight)
+        figure.savefig(buffer, format="png", dpi=dpi or self.dpi, bbox_inches="tight")
         write_bytes(self.folder / f"{name}.png", buffer.getvalue())
         self.manifest[key] = {"kind": "png", "file": f"{name}.png", "alt": alt}
 
