@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from html.parser import HTMLParser
 
 import pytest
 
 from latent_atlas.graph import ledger_entry
+from latent_atlas.graph.task import TaskContext
 from latent_atlas.report.html import format_number, lookup
 from latent_atlas.study import run_study, study_config_from
 from latent_atlas.study.pipeline import study_graph
 from latent_atlas.study.registry import ANALYSES, analysis
 from latent_atlas.study.runs import study_runs
+from latent_atlas.study.tasks import analyse_run
 
 SECTIONS = ("summary", "data", "oracle", "models", "reconstruction", "validity", "latent", "directions", "holes",
             "generation", "four", "metrics", "dimension", "toolbox", "reproduce")
@@ -81,11 +84,6 @@ def test_a_quick_study_gives_its_analyses_their_quick_settings():
 
 def test_every_analysis_runs_with_its_quick_settings(tiny_study, tmp_path):
     """The quick settings are smaller samples: each analysis that has some must still run with them."""
-    import shutil
-
-    from latent_atlas.graph.task import TaskContext
-    from latent_atlas.study.tasks import analyse_run
-
     quick_graph = study_graph(study_config_from(STUDY_TOML, quick=True), with_report=False)
     root = tmp_path / "study"
     shutil.copytree(tiny_study.output, root)

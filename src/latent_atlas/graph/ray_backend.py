@@ -38,9 +38,17 @@ _PR_SET_PDEATHSIG = 1
 _OBJECT_STORE_BYTES = 256 * 1024**2  # tasks exchange files, not objects: summaries only
 
 
+def host_and_port(address: str) -> tuple[str, int | None]:
+    """A Ray address (``HOST:PORT``, ``ray://HOST:PORT``, ``[IPv6]:PORT`` or ``HOST``) -> (host, port or None)."""
+    host, colon, port = address.split("://", 1)[-1].rpartition(":")
+    if not colon or not port.isdigit():
+        return address.split("://", 1)[-1].strip("[]"), None
+    return host.strip("[]"), int(port)
+
+
 def is_loopback_address(address: str) -> bool:
-    """Whether a Ray address (``HOST:PORT``, ``ray://HOST:PORT`` or ``HOST``) names this machine's loopback."""
-    host = address.split("://", 1)[-1].rsplit(":", 1)[0].strip("[]")
+    """Whether a Ray address names this machine's loopback."""
+    host, _ = host_and_port(address)
     if host == "localhost":
         return True
     try:
@@ -53,11 +61,11 @@ def check_listening(address: str, timeout: float = 10.0) -> None:
     """Fail at once when nothing answers at a ``HOST:PORT`` (or ``ray://HOST:PORT``) address: Ray's own client
     keeps retrying a refused connection for minutes. Other forms ("auto", a host without a port) go to Ray as
     they are."""
-    host, colon, port = address.split("://", 1)[-1].rpartition(":")
-    if not colon or not port.isdigit():
+    host, port = host_and_port(address)
+    if port is None:
         return
     try:
-        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+        with socket.create_connection((host, port), timeout=timeout):
             pass
     except OSError as exc:
         raise AtlasError(f"could not connect to the Ray cluster at {address}: nothing answers there "
