@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gc
 import json
 import shutil
 import socket
@@ -661,6 +662,75 @@ def test_batcher_isolates_a_failing_request():
     assert good.values.item() == 10.0 and other.values.item() == 20.0
     assert isinstance(bad, ValueError)
     assert calls == [3, 1, 1, 1]  # the batch failed, so each request ran alone
+
+
+def test_batcher_waits_briefly_for_the_clients_it_just_answered():
+    """Three clients answered together come back a few ms apart: their next requests still share one batch."""
+    calls = []
+
+    def work(rows: np.ndarray) -> Rows:
+        calls.append(len(rows))
+        return Rows(rows * 10)
+
+    async def client(batcher: Batcher, source: str, delay: float) -> list[float]:
+        first = await batcher.submit(np.array([[1.0]]), source=source)
+        await asyncio.sleep(delay)  # the client handles its answer, then asks again
+        second = await batcher.submit(np.array([[2.0]]), source=source)
+        return [first.values.item(), second.values.item()]
+
+    async def scenario(max_wait: float):
+        batcher = Batcher(work, max_rows=64, thread=thread, max_wait=max_wait)
+        return await asyncio.gather(*(client(batcher, name, delay)
+                                      for name, delay in (("a", 0.0), ("b", 0.02), ("c", 0.04))))
+
+    thread = ModelThread(torch_threads=1)
+    try:
+        assert asyncio.run(scenario(max_wait=1.0)) == [[10.0, 20.0]] * 3
+        waited, calls[:] = calls[:], []
+        asyncio.run(scenario(max_wait=0.0))
+    finally:
+        thread.close()
+    assert waited == [3, 3]  # the second round waited 40 ms for "c", well within max_wait
+    assert calls == [3, 1, 1, 1]  # without the wait each came back alone
+
+
+def test_batcher_does_not_wait_for_a_lone_client_or_an_anonymous_one():
+    calls = []
+
+    def work(rows: np.ndarray) -> Rows:
+        calls.append(len(rows))
+        return Rows(rows * 10)
+
+    async def scenario():
+        batcher = Batcher(work, max_rows=64, thread=thread, max_wait=30.0)
+        started = time.perf_counter()
+        for i in range(3):  # anonymous requests are never waited for
+            await batcher.submit(np.array([[float(i)]]))
+        for i in range(3):  # a lone client asking again and again: nobody else to wait for
+            await batcher.submit(np.array([[float(i)]]), source="only")
+        return time.perf_counter() - started
+
+    thread = ModelThread(torch_threads=1)
+    try:
+        elapsed = asyncio.run(scenario())
+    finally:
+        thread.close()
+    assert calls == [1] * 6
+    assert elapsed < 10.0  # a wait for anyone would take max_wait, 30 s
+
+
+def test_the_served_explorer_freezes_what_a_load_leaves_alive(runs_dir):
+    """``serve`` moves the loaded run's objects out of the collector's reach (no long full collections)."""
+    gc.unfreeze()
+    try:
+        with TestClient(create_app([runs_dir / "vae"])) as plain:
+            assert plain.get("/api/runs/vae").status_code == 200
+            assert gc.get_freeze_count() == 0
+        with TestClient(create_app([runs_dir / "vae"], freeze_heap=True)) as frozen:
+            assert frozen.get("/api/runs/vae").status_code == 200
+            assert gc.get_freeze_count() > 1000
+    finally:
+        gc.unfreeze()
 
 
 # ---------- loading ----------

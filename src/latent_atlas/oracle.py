@@ -34,7 +34,7 @@ import numpy as np
 
 from .config import DataConfig
 from .data import HeatmapDataset
-from .data.heatmaps import mahalanobis_squared, normalised_density, render_heatmaps
+from .data.heatmaps import normalised_density, render_heatmaps, student_t_density
 from .errors import AtlasError
 from .verdicts import FactorBox, NoveltyReference, Verdict
 
@@ -156,20 +156,27 @@ def _quadratic_form_start(values: np.ndarray, grid: _Grid, family: str) -> tuple
     n = len(values)
     kept = values > _START_FLOOR * np.maximum(values.max(axis=1, keepdims=True), 0.0)  # (N, P)
     safe = np.where(kept, values, 1.0)
+    mass = kept * safe * safe  # (N, P): the weights' common factor
     if family == "gaussian":
         dfs = np.array([np.inf])
         target = (-2.0 * np.log(safe))[:, None, :]  # (N, 1, P)
-        weights = (0.25 * kept * safe * safe)[:, None, :]
+        weights = 0.25 * mass[:, None, :]
+        weighted_target = weights * target
+        weighted_square = np.einsum("nvp,nvp->nv", weighted_target, target)  # (N, 1)
     else:
+        # target t = f^power, weight w = (f / (power t))^2, so w t = mass t^-1 / power^2 and w t^2 = mass / power^2:
+        # one exponential of the (N, V, P) profile instead of a power, a division and two products.
         dfs = _DF_GRID
         power = -2.0 / (dfs + 2.0)  # (V,)
-        target = np.exp(power[None, :, None] * np.log(safe)[:, None, :])  # (N, V, P)
-        weights = kept[:, None, :] * (safe[:, None, :] / (power[None, :, None] * target)) ** 2
+        inverse_target = np.exp(-power[None, :, None] * np.log(safe)[:, None, :])  # (N, V, P)
+        weighted_target = (mass[:, None, :] / (power * power)[None, :, None]) * inverse_target
+        weights = weighted_target * inverse_target
+        weighted_square = mass.sum(axis=1)[:, None] / (power * power)[None, :]  # (N, V)
     normal = (weights @ grid.products.T).reshape(n, len(dfs), 4, 4)  # (N, V, 4, 4)
     normal += (1e-12 * np.trace(normal, axis1=2, axis2=3) + 1e-300)[..., None, None] * np.eye(4)
-    moment = (weights * target) @ grid.design.T  # (N, V, 4)
+    moment = weighted_target @ grid.design.T  # (N, V, 4)
     coefficients = np.linalg.solve(normal, moment[..., None])[..., 0]  # (N, V, 4)
-    misfit = np.einsum("nvp,nvp->nv", weights, target * target) - np.einsum("nvk,nvk->nv", coefficients, moment)
+    misfit = weighted_square - np.einsum("nvk,nvk->nv", coefficients, moment)
     best = misfit.argmin(axis=1)  # (N,)
     a, b, c, const = coefficients[np.arange(n), best].T  # (N,) each
     df = dfs[best]
@@ -200,11 +207,24 @@ def _to_factors(theta: np.ndarray) -> np.ndarray:
 _THETA_LOW, _THETA_HIGH = _to_theta(_FACTOR_LOW[None])[0], _to_theta(_FACTOR_HIGH[None])[0]
 
 
-def _heatmaps(factors: np.ndarray, grid: _Grid) -> tuple[np.ndarray, np.ndarray]:
-    """(N, K) factors -> flattened heatmaps (N, P) and their quadratic forms q (N, P)."""
-    df = factors[:, 3] if factors.shape[1] == 4 else None
-    q = mahalanobis_squared(factors[:, 0], factors[:, 1], factors[:, 2], grid.axis)  # (N, S, S)
-    return normalised_density(q, df).reshape(len(factors), -1), q.reshape(len(factors), -1)
+def _heatmaps(factors: np.ndarray, grid: _Grid) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, tuple]:
+    """(N, K) factors -> flattened heatmaps f (N, P), quadratic forms q (N, P), the Student t log ratio
+    L - L_min (N, P; None for the Gaussian) and the precision entries (a, b, c, s), (N,) each.
+
+    q = (x, y) Sigma^-1 (x, y)^T = a x^2 + 2 b xy + c y^2 with a = 1 / (var_x D), b = -rho s / D, c = 1 / (var_y D),
+    D = 1 - rho^2, s = 1 / (sd_x sd_y): the generator's ``mahalanobis_squared`` as one (N, 3) x (3, P) product,
+    which is what a small batch can afford (equal to about 1e-15 relative).
+    """
+    n, side = len(factors), len(grid.axis)
+    var_x, var_y, rho = factors[:, 0], factors[:, 1], factors[:, 2]
+    d = 1.0 - rho * rho
+    s = 1.0 / np.sqrt(var_x * var_y)
+    a, b, c = 1.0 / (var_x * d), -rho * s / d, 1.0 / (var_y * d)
+    q = np.stack([a, 2.0 * b, c], axis=1) @ grid.basis  # (N, P)
+    if factors.shape[1] == 3:
+        return normalised_density(q.reshape(n, side, side), None).reshape(n, -1), q, None, (a, b, c, s)
+    f, log_ratio = student_t_density(q.reshape(n, side, side), factors[:, 3])  # (N, S, S) each
+    return f.reshape(n, -1), q, log_ratio.reshape(n, -1), (a, b, c, s)
 
 
 def _best_start(target: np.ndarray, grid: _Grid, family: str) -> np.ndarray:
@@ -218,7 +238,7 @@ def _best_start(target: np.ndarray, grid: _Grid, family: str) -> np.ndarray:
     moments = quadratic.copy()
     moments[:, :3] = _moment_start(target, grid)
     candidates = _to_factors(_to_theta(np.concatenate([quadratic, moments])))  # (2N, K), inside the box
-    f, _ = _heatmaps(candidates, grid)  # (2N, P)
+    f = _heatmaps(candidates, grid)[0]  # (2N, P)
     cost = (((f - np.concatenate([target, target])) ** 2).sum(axis=1)).reshape(2, n)
     return _to_theta(np.where((cost[0] <= cost[1])[:, None], candidates[:n], candidates[n:]))
 
@@ -236,14 +256,10 @@ def _heatmap_and_jacobian(theta: np.ndarray, grid: _Grid) -> tuple[np.ndarray, n
         df/dlog nu = f (-nu/2 (L - L_min) + (nu + 2)/2 (q / (nu + q) - q_min / (nu + q_min))).
     """
     factors = _to_factors(theta)  # (N, K)
-    var_x, var_y, rho = factors[:, 0], factors[:, 1], factors[:, 2]
+    rho = factors[:, 2]
     df = factors[:, 3] if theta.shape[1] == 4 else None
     n = len(theta)
-    f, q = _heatmaps(factors, grid)  # (N, P) each
-
-    d = 1.0 - rho * rho
-    s = 1.0 / np.sqrt(var_x * var_y)
-    a, b, c = 1.0 / (var_x * d), -rho * s / d, 1.0 / (var_y * d)
+    f, q, log_ratio, (a, b, c, s) = _heatmaps(factors, grid)  # (N, P) each; (N,) each
     zero = np.zeros(n)
     coefficients = np.array([  # (3, 3, N): dq/dtheta_k in the basis x^2, xy, y^2
         [-a, -b, zero],
@@ -264,9 +280,13 @@ def _heatmap_and_jacobian(theta: np.ndarray, grid: _Grid) -> tuple[np.ndarray, n
     np.multiply(dq, 1.0 / (nu + q)[:, None, :], out=jacobian[:, :3])
     jacobian[:, :3] -= (dq_min / (nu + q_min))[:, :, None]
     jacobian[:, :3] *= (-half_power * f)[:, None, :]
-    log_ratio = np.log1p(q / nu) - np.log1p(q_min / nu)  # (N, P)
     jacobian[:, 3] = f * (-0.5 * nu * log_ratio + half_power * (q / (nu + q) - q_min / (nu + q_min)))
     return f, jacobian
+
+
+def _normal_equations(jacobian: np.ndarray, residual: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(N, K, P) Jacobian and (N, P) residual -> gradient J r (N, K) and Gauss-Newton matrix J J^T (N, K, K)."""
+    return np.einsum("nkp,np->nk", jacobian, residual), jacobian @ jacobian.transpose(0, 2, 1)
 
 
 def _levenberg_marquardt(target: np.ndarray, theta: np.ndarray, grid: _Grid) -> tuple[np.ndarray, np.ndarray]:
@@ -276,28 +296,30 @@ def _levenberg_marquardt(target: np.ndarray, theta: np.ndarray, grid: _Grid) -> 
     rule), inside the parameter box: a parameter on its bound with the gradient pushing outwards is held
     for that step (projected Gauss-Newton). An image is done when a step moves no parameter by
     ``_STEP_TOL`` or lowers its cost by less than ``_COST_TOL`` (relative); each iteration evaluates
-    only the images not done.
+    only the images not done. Only the gradient and the K x K Gauss-Newton matrix of each image's current
+    point are kept, not its (K, P) Jacobian, so an iteration copies no Jacobians between the active set
+    and the whole batch.
     """
     k = theta.shape[1]
     low, high, eye = _THETA_LOW[:k], _THETA_HIGH[:k], np.eye(k)
     f, jacobian = _heatmap_and_jacobian(theta, grid)
     residual = f - target  # (N, P)
     cost = np.einsum("np,np->n", residual, residual)  # (N,)
+    gradients, normals = _normal_equations(jacobian, residual)  # (N, K), (N, K, K)
     damping, growth = np.full(len(theta), 1e-3), np.full(len(theta), 2.0)
     active = np.arange(len(theta))
     for _ in range(_MAX_ITER):
         if active.size == 0:
             break
-        jac, current = jacobian[active], theta[active]  # (A, K, P), (A, K)
-        gradient = np.einsum("akp,ap->ak", jac, residual[active])  # (A, K)
+        gradient, current = gradients[active], theta[active]  # (A, K), (A, K)
         free = ~(((current <= low) & (gradient > 0)) | ((current >= high) & (gradient < 0)))  # (A, K)
-        hessian = (jac @ jac.transpose(0, 2, 1)) * (free[:, :, None] & free[:, None, :])  # (A, K, K)
+        hessian = normals[active] * (free[:, :, None] & free[:, None, :])  # (A, K, K)
         diagonal = np.einsum("akk->ak", hessian)  # (A, K)
         system = hessian + (damping[active, None] * diagonal + 1e-12 + ~free)[:, :, None] * eye
         step = -np.linalg.solve(system, (gradient * free)[..., None])[..., 0]  # (A, K)
         trial = np.clip(current + step, low, high)
         f_trial, jac_trial = _heatmap_and_jacobian(trial, grid)
-        residual_trial = f_trial - target[active]
+        residual_trial = f_trial - target[active]  # (A, P)
         cost_trial = np.einsum("ap,ap->a", residual_trial, residual_trial)
         gain = cost[active] - cost_trial  # (A,)
         taken = trial - current  # (A, K)
@@ -305,8 +327,9 @@ def _levenberg_marquardt(target: np.ndarray, theta: np.ndarray, grid: _Grid) -> 
         better = gain >= 0
         done = (np.abs(trial - current).max(axis=1) < _STEP_TOL) | (better & (gain <= _COST_TOL * cost[active]))
         accepted = active[better]
-        theta[accepted], f[accepted], jacobian[accepted] = trial[better], f_trial[better], jac_trial[better]
-        residual[accepted], cost[accepted] = residual_trial[better], cost_trial[better]
+        gradient_trial, normal_trial = _normal_equations(jac_trial, residual_trial)  # (A, K), (A, K, K)
+        theta[accepted], f[accepted], cost[accepted] = trial[better], f_trial[better], cost_trial[better]
+        gradients[accepted], normals[accepted] = gradient_trial[better], normal_trial[better]
         ratio = np.clip(gain[better] / np.maximum(predicted[better], 1e-300), 0.0, 1.0)  # actual / predicted gain
         damping[accepted] = np.maximum(damping[accepted] * np.maximum(1 / 3, 1 - (2 * ratio - 1) ** 3), 1e-9)
         growth[accepted] = 2.0

@@ -34,11 +34,17 @@ def normalised_density(q: np.ndarray, df: np.ndarray | None) -> np.ndarray:
     normalising constants cancel: Gaussian exp(-(q - q_min) / 2); Student t
     ((1 + q / df) / (1 + q_min / df)) ** (-(df + 2) / 2).
     """
-    q_min = q.min(axis=(1, 2), keepdims=True)  # (N, 1, 1)
     if df is None:
-        return np.exp(-0.5 * (q - q_min))
-    nu = np.asarray(df, dtype=np.float64)[:, None, None]
-    return np.exp(-0.5 * (nu + 2.0) * (np.log1p(q / nu) - np.log1p(q_min / nu)))
+        return np.exp(-0.5 * (q - q.min(axis=(1, 2), keepdims=True)))
+    return student_t_density(q, df)[0]
+
+
+def student_t_density(q: np.ndarray, df: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The Student t heatmap (N, H, W) and its log ratio L - L_min, L = log(1 + q / df) (N, H, W), for whoever
+    differentiates it (the oracle's Jacobian) without taking the logarithms again."""
+    nu = np.asarray(df, dtype=np.float64)[:, None, None]  # (N, 1, 1)
+    log_ratio = np.log1p(q / nu) - np.log1p(q.min(axis=(1, 2), keepdims=True) / nu)
+    return np.exp(-0.5 * (nu + 2.0) * log_ratio), log_ratio
 
 
 def render_heatmaps(

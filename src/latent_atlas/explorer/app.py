@@ -8,6 +8,7 @@ the bottom), pixel value = byte / 255, base64-encoded.
 
 import base64
 import functools
+import gc
 import ipaddress
 import socket
 from collections.abc import AsyncIterator, Callable
@@ -231,24 +232,41 @@ def trusted_hosts(host: str, address: str) -> tuple[str, ...] | None:
 
 
 def create_app(folders: list[str | Path], max_batch: int = 256,
-               allowed_hosts: tuple[str, ...] | list[str] | None = None) -> FastAPI:
+               allowed_hosts: tuple[str, ...] | list[str] | None = None, *, freeze_heap: bool = False) -> FastAPI:
     """The explorer for run folders and study or sweep folders (every run in their ``runs/``).
 
     Only the runs' config.json files are read here; a run is loaded when it is first used. Model work runs on
     one thread with the calling thread's torch intra-op thread count (``serve`` sets 1). ``allowed_hosts``:
-    the Host header names (any port) to answer, others get 400; None answers any.
+    the Host header names (any port) to answer, others get 400; None answers any. ``freeze_heap``: after
+    each run's load, move what is alive into the garbage collector's permanent generation (``serve`` does;
+    see ``_load_and_freeze``).
     """
     if not 1 <= max_batch <= 4096:
         raise AtlasError(f"max_batch must lie in 1..4096, got {max_batch}")
-    return build_app(Explorer.from_folders(folders), max_batch, allowed_hosts)
+    return build_app(Explorer.from_folders(folders), max_batch, allowed_hosts, freeze_heap=freeze_heap)
+
+
+def _load_and_freeze(explorer: Explorer, run_id: str) -> RunSession:
+    """Load a run, then move everything alive into the garbage collector's permanent generation.
+
+    Loading (torch, the model, the dataset, the alignment's fit) leaves hundreds of thousands of long-lived
+    objects, and each full collection walks them all: a pause of 50-350 ms, all concurrent requests held up,
+    every few thousand decodes (measured with benchmarks/explorer_load.py). Frozen objects are never walked
+    again; what requests allocate is collected as before.
+    """
+    session = explorer.session(run_id)
+    gc.collect()
+    gc.freeze()
+    return session
 
 
 class RunRoutes:
     """Adds one run's endpoints under /api/runs/<id>/, with request bodies exact for its dimension and dataset."""
 
     def __init__(self, app: FastAPI, explorer: Explorer, model_thread: ModelThread, batchers: dict[str, Batcher],
-                 max_batch: int):
+                 max_batch: int, freeze_heap: bool = False):
         self.app = app
+        self.load = functools.partial(_load_and_freeze, explorer) if freeze_heap else explorer.session
         self.explorer = explorer
         self.thread = model_thread
         self.batchers = batchers
@@ -262,7 +280,7 @@ class RunRoutes:
     async def session(self, run_id: str) -> RunSession:
         """The run, loaded on the model thread the first time it is asked for."""
         found = self.explorer.loaded(run_id)
-        return found if found is not None else await self.thread.run(self.explorer.session, run_id)
+        return found if found is not None else await self.thread.run(self.load, run_id)
 
     def add(self, entry: RunEntry) -> None:
         run_id, prefix, tags = entry.id, f"/api/runs/{entry.id}", [f"run {entry.id}"]
@@ -331,10 +349,10 @@ class RunRoutes:
                                   logvar=None if logvar is None else logvar.tolist())
 
         @app.post(f"{prefix}/decode", response_model=DecodeResponse, responses=problems, tags=tags)
-        async def decode(request: DecodeRequest) -> DecodeResponse:  # type: ignore[valid-type]
+        async def decode(request: DecodeRequest, http: Request) -> DecodeResponse:  # type: ignore[valid-type]
             """Decode a batch of codes; the oracle fits a heatmap to each image and says whether it is valid: a
             heatmap of the family (shape) with factors inside the data's box (range)."""
-            decoded = await batcher.submit(np.asarray(request.codes, dtype=np.float32))
+            decoded = await batcher.submit(np.asarray(request.codes, dtype=np.float32), source=http.client)
             return decode_response(await session_of(run_id), decoded)
 
         @app.post(f"{prefix}/paths", response_model=PathResponse, responses=problems, tags=tags)
@@ -388,7 +406,7 @@ class RunRoutes:
 
 
 def build_app(explorer: Explorer, max_batch: int = 256,
-              allowed_hosts: tuple[str, ...] | list[str] | None = None) -> FastAPI:
+              allowed_hosts: tuple[str, ...] | list[str] | None = None, *, freeze_heap: bool = False) -> FastAPI:
     model_thread = ModelThread(torch.get_num_threads())
 
     @asynccontextmanager
@@ -431,7 +449,7 @@ def build_app(explorer: Explorer, max_batch: int = 256,
                             skipped=[Skipped(**s) for s in explorer.skipped],
                             default=DefaultPair(a=explorer.default[0], b=explorer.default[1]))
 
-    routes = RunRoutes(app, explorer, model_thread, batchers, max_batch)
+    routes = RunRoutes(app, explorer, model_thread, batchers, max_batch, freeze_heap)
     for entry in explorer.entries.values():
         routes.add(entry)
 
@@ -478,15 +496,19 @@ def serve(folders: list[str | Path], host: str = "127.0.0.1", port: int = 8000, 
     page whose domain is rebound to 127.0.0.1 cannot read the API; on any other address every host is.
 
     Torch gets ``torch_threads`` intra-op threads (1: on a small, shared machine a second one costs more
-    than it gains; see benchmarks/explorer_load.py).
+    than it gains; see benchmarks/explorer_load.py), and the process does without oneDNN (mkldnn): the
+    server's work is small batches, where oneDNN's transposed convolutions cost more than PyTorch's own (the
+    default VAE decodes 8 codes in 1.0 ms instead of 1.8; single-code p99 with 8 clients 29 ms instead of 34).
+    Training keeps oneDNN, which doubles its throughput; the server trains nothing.
     """
     import uvicorn
 
     torch.set_num_threads(torch_threads)
+    torch.backends.mkldnn.enabled = False
     sock = listening_socket(host, port)  # first: a taken port fails before the runs are read
     with sock:
         bound_host, bound_port = sock.getsockname()[:2]
-        app = create_app(folders, allowed_hosts=trusted_hosts(host, bound_host))
+        app = create_app(folders, allowed_hosts=trusted_hosts(host, bound_host), freeze_heap=True)
         shown = f"[{bound_host}]" if ":" in bound_host else bound_host
         ids = app.state.run_ids
         listed = ", ".join(ids[:4]) + (f" and {len(ids) - 4} more" if len(ids) > 4 else "")

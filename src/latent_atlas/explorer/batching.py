@@ -4,18 +4,22 @@
 that thread: torch keeps the setting per thread, so a fresh worker thread would otherwise use every core,
 and on a busy 2-core machine its spinning OpenMP threads make each call tens of times slower.
 
-``Batcher`` lets concurrent decode requests share one model call and one oracle fit. A request that finds
-the batcher idle is computed at once, so an idle server adds no waiting; requests that arrive while a
-batch is being computed queue up and go together in the next one. Decoding and, above all, the oracle's
-vectorised fit cost much less per image in a batch than one at a time, and the event loop keeps parsing
-and answering requests on the other core meanwhile.
+``Batcher`` lets concurrent decode requests share one model call and one oracle fit. Decoding and, above
+all, the oracle's vectorised fit cost much less per image in a batch than one at a time (a batch of 8 costs
+about twice a batch of 1), and the event loop keeps parsing and answering requests on the other core
+meanwhile. Requests that arrive while a batch is being computed queue up and go together in the next one.
+Before starting a batch the batcher also waits, briefly (``max_wait``), for the clients it has just
+answered (each request names its source, the client's connection): clients that send their next request
+as soon as they get an answer come back a little apart, and without the wait the first one back would be
+computed alone and the rest in a second batch, paying the fixed cost of a batch twice. A source it has not
+answered within ``recent`` seconds is not waited for, so a lone client, or an idle server, adds no waiting.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -52,43 +56,72 @@ R = TypeVar("R", bound=Rows)
 class Batcher(Generic[R]):
     """Serves ``work((n, D) array) -> R`` to many callers, each getting ``result.rows`` of its own rows."""
 
-    def __init__(self, work: Callable[[np.ndarray], R], max_rows: int, thread: ModelThread):
+    def __init__(self, work: Callable[[np.ndarray], R], max_rows: int, thread: ModelThread, *,
+                 max_wait: float = 0.004, recent: float = 0.1):
         self.work = work
         self.max_rows = max_rows
         self.thread = thread
-        self._queue: list[tuple[np.ndarray, asyncio.Future]] = []
+        self.max_wait = max_wait  # seconds a batch may wait for recently answered sources
+        self.recent = recent  # seconds after its answer that a source is expected back
+        self._queue: list[tuple[np.ndarray, asyncio.Future, Hashable]] = []
+        self._answered: dict[Hashable, float] = {}  # source -> event-loop time of its last answer
+        self._arrived: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    async def submit(self, rows: np.ndarray) -> R:
+    async def submit(self, rows: np.ndarray, source: Hashable = None) -> R:
+        """``rows`` (n, D) computed in a batch with other callers' rows; ``source`` names the caller (None: anonymous,
+        never waited for)."""
         loop = asyncio.get_running_loop()
         if loop is not self._loop:  # a new event loop (a test client restarted): start afresh
-            self._queue, self._task, self._loop = [], None, loop
+            self._queue, self._answered, self._task, self._loop = [], {}, None, loop
+            self._arrived = asyncio.Event()
         future: asyncio.Future = loop.create_future()
-        self._queue.append((rows, future))
+        self._queue.append((rows, future, source))
+        self._arrived.set()
         if self._task is None or self._task.done():
             self._task = loop.create_task(self._drain())
         return await future
 
-    def _take(self) -> list[tuple[np.ndarray, asyncio.Future]]:
+    def _expected(self, now: float) -> set[Hashable]:
+        """Sources answered within ``recent`` seconds that have no request queued yet."""
+        self._answered = {source: t for source, t in self._answered.items() if now - t < self.recent}
+        return set(self._answered) - {source for _, _, source in self._queue}
+
+    async def _gather(self) -> None:
+        """Wait up to ``max_wait`` for the recently answered sources to queue their next requests."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.max_wait
+        while self._expected(loop.time()) and sum(len(rows) for rows, _, _ in self._queue) < self.max_rows:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return
+            self._arrived.clear()
+            try:
+                await asyncio.wait_for(self._arrived.wait(), remaining)
+            except TimeoutError:
+                return
+
+    def _take(self) -> list[tuple[np.ndarray, asyncio.Future, Hashable]]:
         """The oldest waiting requests, as many as fit in ``max_rows`` (always at least one)."""
         count, total = 0, 0
-        for rows, _ in self._queue:
+        for rows, _, _ in self._queue:
             if count and total + len(rows) > self.max_rows:
                 break
             count, total = count + 1, total + len(rows)
         taken, self._queue = self._queue[:count], self._queue[count:]
-        return [(rows, future) for rows, future in taken if not future.done()]
+        return [item for item in taken if not item[1].done()]
 
     async def _drain(self) -> None:
         while self._queue:
+            await self._gather()
             batch = self._take()
             if batch:
                 await self._serve(batch)
 
-    async def _serve(self, batch: list[tuple[np.ndarray, asyncio.Future]]) -> None:
+    async def _serve(self, batch: list[tuple[np.ndarray, asyncio.Future, Hashable]]) -> None:
         try:
-            result = await self.thread.run(self.work, np.concatenate([rows for rows, _ in batch]))
+            result = await self.thread.run(self.work, np.concatenate([rows for rows, _, _ in batch]))
         except Exception as exc:
             if len(batch) == 1:
                 _settle(batch[0][1], exception=exc)
@@ -96,10 +129,12 @@ class Batcher(Generic[R]):
                 for item in batch:
                     await self._serve([item])
             return
-        start = 0
-        for rows, future in batch:
+        start, now = 0, asyncio.get_running_loop().time()
+        for rows, future, source in batch:
             _settle(future, result=result.rows(start, start + len(rows)))
             start += len(rows)
+            if source is not None:
+                self._answered[source] = now
 
 
 def _settle(future: asyncio.Future, result: object = None, exception: BaseException | None = None) -> None:
