@@ -21,6 +21,7 @@ import numpy as np
 from latent_atlas.config import DataConfig
 from latent_atlas.data import HeatmapDataset, make_dataset
 from latent_atlas.oracle import HeatmapOracle
+from latent_atlas.training import load_run
 
 
 def _accuracy(name: str, oracle: HeatmapOracle, dataset: HeatmapDataset, rows: np.ndarray) -> None:
@@ -63,23 +64,35 @@ def _concurrent(call: Callable[[np.ndarray], object], images: np.ndarray, client
     return np.concatenate(walls)
 
 
-def _decoded_images(run_dir: str, n: int, seed: int) -> np.ndarray:
+def _run_images(run_dir: str, n: int, seed: int) -> tuple[str, np.ndarray, np.ndarray]:
+    """The run's data kind, decodes of ``n`` random codes (beyond the data too) and its reconstructions of the
+    test images: what the explorer and the study's evaluation give the oracle."""
     from latent_atlas.models.inference import decode, encode
-    from latent_atlas.training import load_run
 
     run = load_run(run_dir)
     model, dataset = run.load_model(), run.load_dataset()
-    codes, _ = encode(model, dataset.images[dataset.test_idx])
+    test = dataset.images[dataset.test_idx]
+    codes, _ = encode(model, test)
     rng = np.random.default_rng(seed)
-    points = codes.mean(0) + 1.5 * codes.std(0) * rng.standard_normal((n, codes.shape[1]))  # beyond the data too
-    return decode(model, points)
+    points = codes.mean(0) + 1.5 * codes.std(0) * rng.standard_normal((n, codes.shape[1]))
+    return dataset.config.kind, decode(model, points), decode(model, codes)
+
+
+def _batches(call: Callable[[np.ndarray], object], images: np.ndarray, size: int) -> float:
+    """Mean ms per call on consecutive batches of ``size`` images."""
+    batches = [images[i : i + size] for i in range(0, len(images) - size + 1, size)]
+    started = time.perf_counter()
+    for batch in batches:
+        call(batch)
+    return (time.perf_counter() - started) / len(batches) * 1e3
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--calls", type=int, default=300, help="single-image calls per latency measurement")
     parser.add_argument("--clients", type=int, default=8, help="concurrent threads for the shared-process test")
-    parser.add_argument("--run", default=None, help="a gaussian run folder: also time decodes of random codes")
+    parser.add_argument("--run", default=None,
+                        help="a run folder: also time decodes of random codes and the run's reconstructions")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     rng = np.random.default_rng(args.seed)
@@ -102,8 +115,8 @@ def main(argv: list[str] | None = None) -> None:
         "student_t real": (oracles["student_t"], datasets["student_t"].images[: len(test) * 37 : 37]),
     }
     if args.run:
-        decoded = _decoded_images(args.run, args.calls, args.seed)
-        inputs["gaussian decoded random codes"] = (oracles["gaussian"], decoded)
+        run_kind, decoded, reconstructions = _run_images(args.run, args.calls, args.seed)
+        inputs[f"{run_kind} decoded random codes"] = (oracles[run_kind], decoded)
     print(f"single-image latency in ms over {args.calls} calls (one thread; then {args.clients} threads sharing "
           "one process)")
     for name, (oracle, images) in inputs.items():
@@ -120,6 +133,14 @@ def main(argv: list[str] | None = None) -> None:
             oracles[kind].recover(dataset.images[:n])
             elapsed = time.perf_counter() - started
             print(f"  {kind:<10} {n:>6} images: {elapsed:.2f} s ({n / elapsed:,.0f} images/s)")
+    if args.run:
+        oracle = oracles[run_kind]
+        started = time.perf_counter()
+        oracle.recover(reconstructions)
+        elapsed = time.perf_counter() - started
+        print(f"  {run_kind:<10} {len(reconstructions):>6} reconstructions of the test images: {elapsed:.2f} s "
+              f"({len(reconstructions) / elapsed:,.0f} images/s); decodes in batches of 8: "
+              f"{_batches(oracle.recover, decoded, 8):.2f} ms per batch")
 
 
 if __name__ == "__main__":
