@@ -734,6 +734,28 @@ def test_batcher_does_not_wait_for_a_lone_client_or_an_anonymous_one():
     assert elapsed < 10.0  # a wait for anyone would take max_wait, 30 s
 
 
+def test_batcher_answers_every_caller_when_a_result_cannot_be_split():
+    class Unsplittable(Rows):
+        def rows(self, start, stop):
+            if start > 0:
+                raise ValueError("cannot split")
+            return Rows(self.values[start:stop])
+
+    async def scenario():
+        batcher = Batcher(lambda rows: Unsplittable(rows * 10), max_rows=64, thread=thread)
+        calls = [batcher.submit(np.array([[float(i)]])) for i in range(3)]
+        # a caller left waiting would hang: bound the wait
+        return await asyncio.wait_for(asyncio.gather(*calls, return_exceptions=True), timeout=10)
+
+    thread = ModelThread(torch_threads=1)
+    try:
+        first, *rest = asyncio.run(scenario())
+    finally:
+        thread.close()
+    assert first.values.item() == 0.0
+    assert all(isinstance(r, ValueError) for r in rest)
+
+
 def test_the_served_explorer_freezes_what_a_load_leaves_alive(runs_dir):
     """``serve`` moves the loaded run's objects out of the collector's reach (no long full collections)."""
     gc.unfreeze()

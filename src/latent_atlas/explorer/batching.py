@@ -113,11 +113,17 @@ class Batcher(Generic[R]):
         return [item for item in taken if not item[1].done()]
 
     async def _drain(self) -> None:
-        while self._queue:
-            await self._gather()
-            batch = self._take()
-            if batch:
-                await self._serve(batch)
+        try:
+            while self._queue:
+                await self._gather()
+                batch = self._take()
+                if batch:
+                    await self._serve(batch)
+        except BaseException as exc:  # whatever stops the drain, no caller is left waiting for an answer
+            stranded, self._queue = self._queue, []
+            for _, future, _ in stranded:
+                _settle(future, exception=RuntimeError(f"the batch could not be served ({exc!r})"))
+            raise
 
     async def _serve(self, batch: list[tuple[np.ndarray, asyncio.Future, Hashable]]) -> None:
         try:
@@ -131,7 +137,10 @@ class Batcher(Generic[R]):
             return
         start, now = 0, asyncio.get_running_loop().time()
         for rows, future, source in batch:
-            _settle(future, result=result.rows(start, start + len(rows)))
+            try:
+                _settle(future, result=result.rows(start, start + len(rows)))
+            except Exception as exc:  # a result that cannot be split still answers every caller
+                _settle(future, exception=exc)
             start += len(rows)
             if source is not None:
                 self._answered[source] = now
