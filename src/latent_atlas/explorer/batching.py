@@ -21,7 +21,7 @@ import asyncio
 import functools
 from collections.abc import Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
 import numpy as np
 import torch
@@ -53,6 +53,14 @@ class Rows(Protocol):
 R = TypeVar("R", bound=Rows)
 
 
+class Pending(NamedTuple):
+    """A caller's rows (n, D), the future its answer goes to, and its source (None: anonymous)."""
+
+    rows: np.ndarray
+    future: asyncio.Future
+    source: Hashable
+
+
 class Batcher(Generic[R]):
     """Serves ``work((n, D) array) -> R`` to many callers, each getting ``result.rows`` of its own rows."""
 
@@ -63,7 +71,7 @@ class Batcher(Generic[R]):
         self.thread = thread
         self.max_wait = max_wait  # seconds a batch may wait for recently answered sources
         self.recent = recent  # seconds after its answer that a source is expected back
-        self._queue: list[tuple[np.ndarray, asyncio.Future, Hashable]] = []
+        self._queue: list[Pending] = []
         self._answered: dict[Hashable, float] = {}  # source -> event-loop time of its last answer
         self._arrived: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
@@ -77,7 +85,7 @@ class Batcher(Generic[R]):
             self._queue, self._answered, self._task, self._loop = [], {}, None, loop
             self._arrived = asyncio.Event()
         future: asyncio.Future = loop.create_future()
-        self._queue.append((rows, future, source))
+        self._queue.append(Pending(rows, future, source))
         self._arrived.set()
         if self._task is None or self._task.done():
             self._task = loop.create_task(self._drain())
@@ -86,13 +94,13 @@ class Batcher(Generic[R]):
     def _expected(self, now: float) -> set[Hashable]:
         """Sources answered within ``recent`` seconds that have no request queued yet."""
         self._answered = {source: t for source, t in self._answered.items() if now - t < self.recent}
-        return set(self._answered) - {source for _, _, source in self._queue}
+        return set(self._answered) - {pending.source for pending in self._queue}
 
     async def _gather(self) -> None:
         """Wait up to ``max_wait`` for the recently answered sources to queue their next requests."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.max_wait
-        while self._expected(loop.time()) and sum(len(rows) for rows, _, _ in self._queue) < self.max_rows:
+        while self._expected(loop.time()) and sum(len(p.rows) for p in self._queue) < self.max_rows:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return
@@ -102,7 +110,7 @@ class Batcher(Generic[R]):
             except TimeoutError:
                 return
 
-    def _take(self) -> list[tuple[np.ndarray, asyncio.Future, Hashable]]:
+    def _take(self) -> list[Pending]:
         """The oldest waiting requests, as many as fit in ``max_rows`` (always at least one)."""
         count, total = 0, 0
         for rows, _, _ in self._queue:
@@ -110,9 +118,10 @@ class Batcher(Generic[R]):
                 break
             count, total = count + 1, total + len(rows)
         taken, self._queue = self._queue[:count], self._queue[count:]
-        return [item for item in taken if not item[1].done()]
+        return [pending for pending in taken if not pending.future.done()]
 
     async def _drain(self) -> None:
+        batch: list[Pending] = []
         try:
             while self._queue:
                 await self._gather()
@@ -120,17 +129,17 @@ class Batcher(Generic[R]):
                 if batch:
                     await self._serve(batch)
         except BaseException as exc:  # whatever stops the drain, no caller is left waiting for an answer
-            stranded, self._queue = self._queue, []
-            for _, future, _ in stranded:
-                _settle(future, exception=RuntimeError(f"the batch could not be served ({exc!r})"))
+            stranded, self._queue = batch + self._queue, []
+            for pending in stranded:  # answered ones are skipped by _settle
+                _settle(pending.future, exception=RuntimeError(f"the batch could not be served ({exc!r})"))
             raise
 
-    async def _serve(self, batch: list[tuple[np.ndarray, asyncio.Future, Hashable]]) -> None:
+    async def _serve(self, batch: list[Pending]) -> None:
         try:
-            result = await self.thread.run(self.work, np.concatenate([rows for rows, _, _ in batch]))
+            result = await self.thread.run(self.work, np.concatenate([pending.rows for pending in batch]))
         except Exception as exc:
             if len(batch) == 1:
-                _settle(batch[0][1], exception=exc)
+                _settle(batch[0].future, exception=exc)
             else:  # one bad request must not fail the others: serve them one by one
                 for item in batch:
                     await self._serve([item])
