@@ -1,12 +1,13 @@
 """Training and inference throughput of the default model on synthetic 36x36 batches.
 
     .venv/bin/python benchmarks/training_throughput.py [--device cpu|cuda] [--threads N] [--seconds 2] [--repeats 3]
-                                                       [--ensemble K]
+                                                       [--ensemble K] [--inference-only]
 
 Prints images/second for a training step (forward, backward, Adam) at several batch sizes, for the trainer's
 setup (channels_last memory format on the CPU, fused Adam) next to a plain one (row-major tensors, Adam's
 default for-loop implementation), measured interleaved and repeated so that a busy machine disturbs both
-alike; then encoding / decoding without gradients. ``--ensemble K`` also compares K models trained as one
+alike; then encoding / decoding without gradients through ``models.inference``, for row-major and
+channels_last weights at batches of 64, 256 and 1024. ``--ensemble K`` also compares K models trained as one
 vectorised ensemble (``torch.func.stack_module_state`` + ``vmap``) against the same K models stepped one after
 another. Rates are by wall clock and by process CPU time (with one thread, the single-core cost).
 Bounded: each measurement runs for about --seconds.
@@ -20,11 +21,13 @@ import time
 from functools import partial
 from statistics import median
 
+import numpy as np
 import torch
 from torch.func import functional_call, stack_module_state, vmap
 
 from latent_atlas.config import ModelConfig
 from latent_atlas.models import build_model
+from latent_atlas.models.inference import decode, encode
 from latent_atlas.models.likelihood import reconstruction_nll
 
 SETUPS = {
@@ -108,12 +111,34 @@ def _ensemble_steps(k: int, batch_size: int, device: torch.device):
     return separate, ensemble
 
 
+def _time_inference(kind: str, device: torch.device, seconds: float, repeats: int) -> None:
+    """Encoding and decoding through ``models.inference`` (what evaluation and the analyses call) for each
+    weight layout and batch size, interleaved; the explorer's single-code decode last."""
+    images = np.random.default_rng(0).random((4096, 36, 36), dtype=np.float32)
+    codes = np.random.default_rng(1).standard_normal((4096, 3)).astype(np.float32)
+    setups = {}
+    for layout in ("row-major", "channels_last"):
+        model = _model(kind, 0, device, channels_last=layout == "channels_last" and device.type == "cpu").eval()
+        for batch in (64, 256, 1024):
+            setups[f"encode {layout:13s} batch {batch:4d}"] = (partial(encode, model, images, batch), len(images))
+            setups[f"decode {layout:13s} batch {batch:4d}"] = (partial(decode, model, codes, batch), len(codes))
+        setups[f"decode {layout:13s} one code  "] = (partial(decode, model, codes[:1]), 1)
+    rates = {name: [] for name in setups}
+    for _ in range(repeats):
+        for name, (step, size) in setups.items():
+            rates[name].append(_rates(step, size, seconds / 4, device))
+    for name, measured in rates.items():
+        print(f"{kind} {name}: {median(r[0] for r in measured):9,.0f} / {median(r[1] for r in measured):9,.0f} "
+              "images/s")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--seconds", type=float, default=2.0)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--inference-only", action="store_true", help="skip the training steps")
     parser.add_argument("--ensemble", type=int, default=0, metavar="K", help="also time a K-model vmap ensemble")
     args = parser.parse_args(argv)
     if args.threads:
@@ -122,7 +147,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {device}; "
           f"median of {args.repeats} interleaved runs, images/s by wall clock / by CPU time")
     for kind in ("vae", "ae"):
-        for batch_size in (64, 128, 256):
+        for batch_size in () if args.inference_only else (64, 128, 256):
             steps = {name: _setup_step(kind, batch_size, device, **setup) for name, setup in SETUPS.items()}
             rates = {name: [] for name in steps}
             for _ in range(args.repeats):
@@ -134,15 +159,7 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"{kind} train step batch {batch_size:4d}  {name:36s} "
                       f"{median(r[0] for r in measured):7,.0f} / {median(r[1] for r in measured):7,.0f}  "
                       f"CPU-rate ratio to plain {min(ratios):.2f}-{max(ratios):.2f}")
-        model = _model(kind, 0, device)
-        images = torch.rand(1024, 1, 36, 36, device=device)
-        codes = torch.randn(1024, model.latent_dim, device=device)
-        with torch.inference_mode():
-            for label, step, size in (("encode       batch 1024", partial(model.encode, images), 1024),
-                                      ("decode       batch 1024", partial(model.decode, codes), 1024),
-                                      ("decode       batch    1", partial(model.decode, codes[:1]), 1)):
-                wall, cpu = _rates(step, size, args.seconds, device)
-                print(f"{kind} {label}: {wall:9,.0f} / {cpu:9,.0f} images/s")
+        _time_inference(kind, device, args.seconds, args.repeats)
     if args.ensemble:
         separate, ensemble = _ensemble_steps(args.ensemble, 64, device)
         rates = {"separate": [], "ensemble": []}

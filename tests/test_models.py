@@ -9,6 +9,7 @@ from latent_atlas.config import ModelConfig
 from latent_atlas.errors import AtlasError
 from latent_atlas.models import MODEL_KINDS, build_model
 from latent_atlas.models.conditioning import CONDITION_DIMS
+from latent_atlas.models.inference import decode, encode
 from latent_atlas.models.likelihood import reconstruction_nll
 from latent_atlas.training import load_model, save_model
 
@@ -130,6 +131,23 @@ def test_decoder_returns_the_input_size(shape, strides, pools):
     config = ModelConfig(channels=(4, 4), hidden_dims=(8,), strides=strides, pool_sizes=pools).for_images(shape)
     model = build_model(config)
     assert model(torch.rand(2, 1, *shape)).logits.shape == (2, 1, *shape)
+
+
+def test_a_loaded_model_has_channels_last_weights_on_the_cpu_and_the_same_outputs(tmp_path):
+    """Loading puts the weights in the CPU's faster layout (``models.layout``); encoding and decoding give the
+    row-major model's numbers, at any batch size."""
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(kind="vae").for_images((36, 36))).eval()
+    save_model(tmp_path / "m.safetensors", model)
+    loaded = load_model(tmp_path / "m.safetensors")
+    weight = loaded.encoder.blocks[3].weight  # (32, 16, 3, 3)
+    assert weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous()
+    images = np.random.default_rng(0).random((300, 36, 36), dtype=np.float32)
+    mean, logvar = encode(loaded, images)
+    reference_mean, reference_logvar = encode(model, images, batch_size=1024)
+    np.testing.assert_allclose(mean, reference_mean, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(logvar, reference_logvar, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(decode(loaded, mean), decode(model, mean, batch_size=1024), rtol=1e-4, atol=1e-6)
 
 
 def test_vae_kl_matches_torch_distributions():

@@ -15,6 +15,7 @@ from ..config import ModelConfig, build
 from ..errors import AtlasError, ConfigError
 from ..io import write_bytes
 from ..models import Autoencoder, build_model
+from ..models.layout import placed
 
 MODEL_FORMAT = "latent-atlas-model/1"
 STATE_FORMAT = "latent-atlas-training-state/1"
@@ -99,4 +100,4 @@ def load_model(path: str | Path, device: str = "cpu") -> Autoencoder:
         model.load_state_dict(tensors)
     except (ConfigError, RuntimeError, KeyError, TypeError) as exc:
         raise AtlasError(f"model checkpoint {path} does not match its architecture ({exc})") from None
-    return model.to(device).eval()
+    return placed(model, device).eval()

@@ -31,6 +31,7 @@ from ..io import read_json, write_bytes, write_json
 from ..models import Autoencoder, build_model
 from ..models.conditioning import dataset_conditions
 from ..models.inference import mean_loss
+from ..models.layout import memory_format
 from .checkpoint import save_model, state_from_file, state_to_bytes
 from .history import write_history
 from .run import (
@@ -62,12 +63,6 @@ def conditions_tensor(dataset: HeatmapDataset, config: ModelConfig, index: np.nd
     """The images' encoded conditions (N, C) for a cvae; None for a model without a condition."""
     conditions = dataset_conditions(config, dataset, index)
     return None if conditions is None else torch.from_numpy(conditions).to(device)  # (N, C)
-
-
-def memory_format(device: torch.device) -> torch.memory_format:
-    """channels_last (NHWC) weights and batches: with fused Adam, training steps run about 1.3-1.5x faster on
-    the CPU than row-major ones (benchmarks/training_throughput.py); untried on CUDA, which keeps its layout."""
-    return torch.channels_last if device.type == "cpu" else torch.preserve_format
 
 
 def show_bar(progress: bool, progress_bar: bool | Literal["auto"]) -> bool:
