@@ -31,7 +31,7 @@ from ..io import read_json, write_bytes, write_json
 from ..models import Autoencoder, build_model
 from ..models.conditioning import dataset_conditions
 from ..models.inference import mean_loss
-from ..models.layout import memory_format
+from ..models.layout import memory_format, placed
 from .checkpoint import save_model, state_from_file, state_to_bytes
 from .history import write_history
 from .run import (
@@ -154,7 +154,7 @@ class Trainer:
 
         seed = train_config.seed
         self.memory_format = memory_format(self.device)
-        self.model = initialised_model(self.model_config, seed, self.device).to(memory_format=self.memory_format)
+        self.model = placed(initialised_model(self.model_config, seed, self.device), self.device)
         self.optimizer = torch.optim.Adam(
             self.model.parameters(), lr=train_config.learning_rate, weight_decay=train_config.weight_decay,
             fused=True,
