@@ -327,9 +327,8 @@ def _levenberg_marquardt(target: np.ndarray, theta: np.ndarray, grid: _Grid) -> 
         better = gain >= 0
         done = (np.abs(trial - current).max(axis=1) < _STEP_TOL) | (better & (gain <= _COST_TOL * cost[active]))
         accepted = active[better]
-        gradient_trial, normal_trial = _normal_equations(jac_trial, residual_trial)  # (A, K), (A, K, K)
         theta[accepted], f[accepted], cost[accepted] = trial[better], f_trial[better], cost_trial[better]
-        gradients[accepted], normals[accepted] = gradient_trial[better], normal_trial[better]
+        gradients[accepted], normals[accepted] = _normal_equations(jac_trial[better], residual_trial[better])
         ratio = np.clip(gain[better] / np.maximum(predicted[better], 1e-300), 0.0, 1.0)  # actual / predicted gain
         damping[accepted] = np.maximum(damping[accepted] * np.maximum(1 / 3, 1 - (2 * ratio - 1) ** 3), 1e-9)
         growth[accepted] = 2.0
