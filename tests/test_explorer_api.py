@@ -34,6 +34,7 @@ from latent_atlas.explorer.app import (
 )
 from latent_atlas.explorer.batching import Batcher, ModelThread
 from latent_atlas.explorer.service import Explorer, RunSession
+from latent_atlas.explorer.shortcut import Shortcut
 from latent_atlas.io import read_json, write_json
 from latent_atlas.models.inference import decode
 from latent_atlas.oracle import HeatmapOracle
@@ -395,6 +396,41 @@ def test_bad_decode_bodies_are_rejected_with_a_reason(client, case):
     response = client.post(DECODE, content=body, headers={"Content-Type": "application/json"})
     assert response.status_code == status, response.text
     assert reason in detail_text(response)
+
+
+SHORTCUT_BODIES = {  # every one answered as FastAPI's own route answers it, whichever way it takes
+    "floats": '{"codes": [[0.25, -0.5, 0.125], [1.5, 0.0, -2.0]]}',
+    "integers": '{"codes": [[0, 1, -1]]}',
+    "exponents": '{"codes": [[1e-3, 2E+0, -0.5e1]]}',
+    "a key twice": '{"codes": [[9, 9, 9]], "codes": [[0, 0, 0]]}',
+    "spaces": ' { "codes" : [ [ 0 , 0 , 0 ] ] } ',
+    **{name: body for name, (body, _, _) in BAD_DECODE_BODIES.items() if isinstance(body, str) and len(body) < 10_000},
+    "true for a number": '{"codes": [[true, 0, 0]]}',
+    "null": "null",
+    "nothing": "",
+}
+
+
+@pytest.mark.parametrize("body", SHORTCUT_BODIES.values(), ids=SHORTCUT_BODIES.keys())
+def test_the_decode_shortcut_answers_as_fastapis_route_byte_for_byte(client, body, monkeypatch):
+    """``application/json`` takes the shortcut (shortcut.py); with a charset parameter the same body takes FastAPI's
+    route. Status, content type and bytes agree; a body the shortcut cannot answer falls through to FastAPI."""
+    taken = []
+    shortcut_call = Shortcut.__call__
+
+    async def counted(self, body, client_address):
+        answer = await shortcut_call(self, body, client_address)
+        taken.append(len(answer))
+        return answer
+
+    monkeypatch.setattr(Shortcut, "__call__", counted)
+    short = client.post(DECODE, content=body, headers={"Content-Type": "application/json"})
+    usual = client.post(DECODE, content=body, headers={"Content-Type": "application/json; charset=utf-8"})
+    assert (short.status_code, short.headers["content-type"]) == (usual.status_code, usual.headers["content-type"])
+    assert short.content == usual.content
+    assert len(taken) == (short.status_code == 200)  # only the second request went FastAPI's way
+    for header in ("x-content-type-options", "content-security-policy", "referrer-policy"):
+        assert short.headers[header] == usual.headers[header]
 
 
 def test_oversized_bodies_are_rejected_before_and_while_reading(client):

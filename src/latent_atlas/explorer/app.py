@@ -11,7 +11,7 @@ import functools
 import gc
 import ipaddress
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Hashable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -23,6 +23,7 @@ from fastapi import Path as FastAPIPath
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from pydantic import TypeAdapter
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.trustedhost import TrustedHostMiddleware
@@ -60,6 +61,7 @@ from .schemas import (
     path_request,
 )
 from .service import VERDICT_CHUNK, Decoded, Explorer, RunEntry, RunSession, RunUnavailable
+from .shortcut import JsonShortcut, Shortcut
 
 STATIC_DIR = Path(__file__).parent / "static"
 MAX_BODY_BYTES = 1_000_000
@@ -72,6 +74,7 @@ SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
 }
+DECODE_RESPONSE = TypeAdapter(DecodeResponse)
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")  # Host header names (any port) of a loopback address
 
 
@@ -271,6 +274,7 @@ class RunRoutes:
         self.thread = model_thread
         self.batchers = batchers
         self.max_batch = max_batch
+        self.shortcuts: dict[str, Shortcut] = {}  # path -> the short way through the web stack (shortcut.py)
         self.problems = {400: {"model": Problem, "description": "A body that is not JSON, or a bad Content-Length."},
                          409: {"model": Problem, "description": "The run cannot be served now (training not "
                                                                 "finished, files missing or corrupt)."},
@@ -348,12 +352,17 @@ class RunRoutes:
             return EncodeResponse(run=run_id, index=request.index, code=mean.tolist(),
                                   logvar=None if logvar is None else logvar.tolist())
 
+        async def decoded(request: Any, client: Hashable) -> DecodeResponse:
+            found = await batcher.submit(np.asarray(request.codes, dtype=np.float32), source=client)
+            return decode_response(await session_of(run_id), found)
+
         @app.post(f"{prefix}/decode", response_model=DecodeResponse, responses=problems, tags=tags)
         async def decode(request: DecodeRequest, http: Request) -> DecodeResponse:  # type: ignore[valid-type]
             """Decode a batch of codes; the oracle fits a heatmap to each image and says whether it is valid: a
             heatmap of the family (shape) with factors inside the data's box (range)."""
-            decoded = await batcher.submit(np.asarray(request.codes, dtype=np.float32), source=http.client)
-            return decode_response(await session_of(run_id), decoded)
+            return await decoded(request, http.client)
+
+        self.shortcuts[f"{prefix}/decode"] = Shortcut(DecodeRequest, decoded, DECODE_RESPONSE)
 
         @app.post(f"{prefix}/paths", response_model=PathResponse, responses=problems, tags=tags)
         async def paths(request: PathRequest) -> PathResponse:  # type: ignore[valid-type]
@@ -465,6 +474,7 @@ def build_app(explorer: Explorer, max_batch: int = 256,
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.state.run_ids = explorer.ids
     app.state.explorer = explorer
+    app.add_middleware(JsonShortcut, shortcuts=routes.shortcuts)  # added first: the checks added below see it all
     app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
     if allowed_hosts is not None:  # Starlette strips the port; a bracketed IPv6 name stays bracketed
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts), www_redirect=False)
