@@ -17,7 +17,7 @@ from latent_atlas.oracle import (
     HeatmapOracle,
     OracleResult,
     _Grid,
-    _heatmap_and_jacobian,
+    _heatmap_and_tangent,
     _quadratic_form_start,
     _to_factors,
     _to_theta,
@@ -55,7 +55,9 @@ def test_jacobian_matches_finite_differences_of_scipy_densities(axis, family):
         [np.log(4.9), np.log(0.1), np.arctanh(0.95), np.log(200.0)],  # elongated: peak away from the centre
         [np.log(4.9), np.log(4.9), np.arctanh(-0.85), np.log(2.0)],
     ])[:, : len(FAMILIES[family])]
-    f, jacobian = _heatmap_and_jacobian(thetas, _Grid.build(axis))
+    grid = _Grid.build(axis)
+    f, tangent = _heatmap_and_tangent(thetas, grid)
+    jacobian = tangent.jacobian(grid)
     step = 1e-6
     for n, theta in enumerate(thetas):
         np.testing.assert_allclose(f[n], scipy_heatmap(theta, axis), atol=1e-10)
@@ -63,6 +65,23 @@ def test_jacobian_matches_finite_differences_of_scipy_densities(axis, family):
             shift = np.eye(len(theta))[k] * step
             numeric = (scipy_heatmap(theta + shift, axis) - scipy_heatmap(theta - shift, axis)) / (2 * step)
             np.testing.assert_allclose(jacobian[n, k], numeric, atol=1e-7)
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_normal_equations_are_those_of_the_jacobian(family):
+    """J r and J J^T as the fit forms them (for the Gaussian from moments, without J) equal the products of the
+    explicit Jacobian, also for a subset of the rows."""
+    rng = np.random.default_rng(0)
+    k = len(FAMILIES[family])
+    grid = _Grid.build(AXIS)
+    thetas = np.column_stack([rng.uniform(-2.0, 1.6, (40, 2)), rng.uniform(-2.5, 2.5, 40), rng.uniform(-1, 9, 40)])
+    f, tangent = _heatmap_and_tangent(thetas[:, :k], grid)
+    residual = f - rng.random(f.shape)
+    rows = np.arange(40) % 3 != 0
+    jacobian = tangent.jacobian(grid)[rows]  # (M, K, P)
+    gradient, normal = tangent.rows(rows).normal_equations(residual[rows], grid)
+    np.testing.assert_allclose(gradient, np.einsum("nkp,np->nk", jacobian, residual[rows]), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(normal, np.einsum("nkp,nlp->nkl", jacobian, jacobian), rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.parametrize("kind", ["gaussian", "student_t"])
