@@ -12,7 +12,7 @@ import pytest
 
 from latent_atlas.errors import AtlasError
 from latent_atlas.graph import Task, TaskContext, ledger_entry, run_tasks
-from latent_atlas.graph.executor import collect
+from latent_atlas.graph.executor import collect, path_lengths
 
 
 def write_number(ctx: TaskContext) -> dict:
@@ -89,6 +89,27 @@ def test_failure_names_the_task_and_records_nothing(tmp_path):
     with pytest.raises(AtlasError, match="combine broken: this input is bad"):
         run_tasks([bad], tmp_path, backend="local", progress=False)
     assert ledger_entry(tmp_path, "broken") is None and ledger_entry(tmp_path, "a") is not None
+
+
+def two_datasets() -> list[Task]:
+    """data -> train -> evaluate (-> analyse) for two datasets, the first dataset's chain first in graph order."""
+    chains = []
+    for name in ("a", "b"):
+        data = Task(f"data-{name}", "data", write_number, {"value": 1})
+        train = Task(f"train-{name}", "train", add_inputs, {}, {"data": data})
+        chains.append(Task(f"evaluate-{name}", "evaluate", add_inputs, {}, {"run": train}))
+    analyse = Task("analyse-a", "analyse", add_inputs, {}, {"evaluation": chains[0]})
+    return [analyse, chains[1]]
+
+
+def test_the_ready_task_with_the_longest_chain_ahead_starts_first(tmp_path):
+    """With one slot, the second dataset and its training start before the first run's evaluation and analysis:
+    the training (weight 20) is what the rest of the graph waits on."""
+    lengths = path_lengths(collect(two_datasets()))
+    assert lengths == {"data-a": 23.0, "train-a": 22.0, "evaluate-a": 2.0, "analyse-a": 1.0,
+                       "data-b": 22.0, "train-b": 21.0, "evaluate-b": 1.0}
+    run_tasks(two_datasets(), tmp_path, backend="local", progress=False)
+    assert calls(tmp_path) == ["data-a", "train-a", "data-b", "train-b", "evaluate-a", "analyse-a", "evaluate-b"]
 
 
 def test_progress_lines_count_tasks(tmp_path, capsys):

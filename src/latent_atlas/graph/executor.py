@@ -191,13 +191,34 @@ def run_tasks(
         return {task.id: ledger_entry(root, task.id)["summary"] for task in tasks}
 
 
+# How long a task of each stage takes, relative to the rest (1): training runs are the long tasks that most
+# of the graph waits on. Only the order in which ready tasks start depends on it.
+STAGE_WEIGHTS = {"train": 20.0}
+
+
+def path_lengths(tasks: list[Task]) -> dict[str, float]:
+    """Each task's weight plus the heaviest chain of tasks that wait on it (its upward rank): starting the
+    ready task with the longest such chain first keeps the cores busy to the end, e.g. a dataset that gates
+    trainings starts before the analyses of another dataset's finished runs. ``tasks``: inputs first."""
+    dependents: dict[str, list[str]] = {task.id: [] for task in tasks}
+    for task in tasks:
+        for dependency in task.inputs.values():
+            if dependency.id in dependents:
+                dependents[dependency.id].append(task.id)
+    lengths: dict[str, float] = {}
+    for task in reversed(tasks):  # every dependent before the task it waits on
+        lengths[task.id] = STAGE_WEIGHTS.get(task.stage, 1.0) + max(
+            (lengths[d] for d in dependents[task.id]), default=0.0)
+    return lengths
+
+
 def _drive(todo: list[Task], done: set[str], runner: Any, max_parallel: int, report: Progress) -> None:
     pending = list(todo)
     running: dict[Any, tuple[Task, float]] = {}
+    lengths = path_lengths(todo)
     while pending or running:
         ready = [t for t in pending if all(dep.id in done for dep in t.inputs.values())]
-        # Training runs are the long tasks everything else waits on: start them first, fill in with the rest.
-        ready.sort(key=lambda t: t.stage != "train")
+        ready.sort(key=lambda t: -lengths[t.id])  # the longest chain ahead first; ties in graph order
         for task in ready:
             if len(running) >= max_parallel:
                 break
