@@ -474,7 +474,8 @@ def build_app(explorer: Explorer, max_batch: int = 256,
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.state.run_ids = explorer.ids
     app.state.explorer = explorer
-    app.add_middleware(JsonShortcut, shortcuts=routes.shortcuts)  # added first: the checks added below see it all
+    app.add_middleware(JsonShortcut, shortcuts=routes.shortcuts,  # added first: the checks added below see it all
+                       handlers=app.exception_handlers)
     app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
     if allowed_hosts is not None:  # Starlette strips the port; a bracketed IPv6 name stays bracketed
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts), www_redirect=False)

@@ -9,20 +9,24 @@ calls the endpoint's own answer function and serialises the answer with its resp
 the same, byte for byte.
 
 Anything else takes the usual way, with the body replayed as it came: other paths and methods, a content type
-other than ``application/json``, a body the request model rejects, and any error while answering. FastAPI
-then answers exactly as it would have, with its 422 naming the field, or the run's 409, from the same
-request, and an error raised while reading the body (the size limit's 413) is raised to FastAPI again. So the
-shortcut only ever answers 200 with what the endpoint itself would have answered. It sits inside the other
-middlewares (host check, body size limit, security headers), which see every request.
+other than ``application/json``, and a body the request model rejects, so that FastAPI answers it exactly as
+it would have (its 422 naming the field, the 400 of a body that is not JSON); an exception raised while
+reading the body (the size limit's 413) is raised to FastAPI again. An error while answering is answered by
+the app's own handler for it (a run that cannot be served: 409), without computing anything twice; an error
+no handler claims (a bug) propagates to the outermost middleware, which answers 500 and logs it, as for any
+route. The shortcut sits inside the other middlewares (host check, body size limit, security headers), which
+see every request. (Byte for byte with the pinned FastAPI, which serialises a response model the same way.)
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Hashable
+import inspect
+from collections.abc import Awaitable, Callable, Hashable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, TypeAdapter
+from starlette.requests import Request
 
 JSON = b"application/json"
 
@@ -35,17 +39,24 @@ class Shortcut:
     answer: Callable[[Any, Hashable], Awaitable[BaseModel]]  # (validated request, client) -> the endpoint's answer
     response: TypeAdapter
 
-    async def __call__(self, body: bytes, client: Hashable) -> bytes:
-        answer = await self.answer(self.request.model_validate_json(body), client)
-        return self.response.dump_json(answer, by_alias=True)  # as FastAPI serialises a response_model
+    def parse(self, body: bytes) -> BaseModel | None:
+        """The validated request, or None: FastAPI's own route then answers with its 422 or 400."""
+        try:
+            return self.request.model_validate_json(body)
+        except Exception:  # noqa: BLE001 - invalid, not JSON, not UTF-8, too deep: FastAPI says which, as before
+            return None
+
+    async def __call__(self, request: BaseModel, client: Hashable) -> bytes:
+        return self.response.dump_json(await self.answer(request, client), by_alias=True)  # as FastAPI does
 
 
 class JsonShortcut:
     """ASGI middleware: answers POST requests to the paths in ``shortcuts`` directly, everything else via ``app``."""
 
-    def __init__(self, app: Any, shortcuts: dict[str, Shortcut]):
+    def __init__(self, app: Any, shortcuts: dict[str, Shortcut], handlers: Mapping[type, Callable[..., Any]]):
         self.app = app
         self.shortcuts = shortcuts
+        self.handlers = handlers  # the app's exception handlers: exception class -> (request, exc) -> response
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         shortcut = self.shortcuts.get(scope.get("path", "")) if scope["type"] == "http" else None
@@ -64,18 +75,35 @@ class JsonShortcut:
                     break
         except Exception as exc:  # noqa: BLE001 - e.g. the body size limit outside: raised again to FastAPI
             stopped = exc
-        answer = None
-        if stopped is None and messages[-1]["type"] == "http.request":
-            try:
-                answer = await shortcut(b"".join(body), scope.get("client"))
-            except Exception:  # noqa: BLE001 - the usual way answers it, from the same request
-                answer = None
-        if answer is None:
+        whole = stopped is None and messages[-1]["type"] == "http.request"
+        request = shortcut.parse(b"".join(body)) if whole else None
+        if request is None:
             await self.app(scope, _replay(messages, stopped, receive), send)
+            return
+        client = scope.get("client")
+        try:
+            answer = await shortcut(request, None if client is None else tuple(client))  # hashable, like FastAPI's
+        except Exception as exc:
+            handler = _handler_for(exc, self.handlers)
+            if handler is None:
+                raise
+            response = handler(Request(scope), exc)
+            await (await response if inspect.isawaitable(response) else response)(scope, receive, send)
             return
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-length", str(len(answer)).encode("ascii")), (b"content-type", JSON)]})
         await send({"type": "http.response.body", "body": answer})
+
+
+def _handler_for(exc: Exception, handlers: Mapping[type, Callable[..., Any]]) -> Callable[..., Any] | None:
+    """The app's handler for ``exc``'s class or its nearest base, as Starlette looks it up; not the catch-all
+    for ``Exception``, which the outermost middleware applies (and logs the error)."""
+    for cls in type(exc).__mro__:
+        if cls in (Exception, BaseException):
+            return None
+        if cls in handlers:
+            return handlers[cls]
+    return None
 
 
 def _content_type(scope: dict) -> bytes | None:
