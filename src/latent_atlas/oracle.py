@@ -256,7 +256,8 @@ class _GaussianTangent:
     df/dtheta_k = -f/2 (dq_k - dq_k at the peak pixel), and dq_k = C_k . b with b = (x^2, xy, y^2) the pixel's
     monomials, so J_k = -f/2 C_k . (b - b*). Then J r = -1/2 C sum_p f r (b - b*) and J J^T = 1/4 C S C^T with
     S = sum_p f^2 (b - b*)(b - b*)^T: both come from the sums of f r and f^2 times the monomials up to degree 4,
-    two (N, P) x (P, 9) products (1.7x faster than forming J at 8 or 128 images). The sums lose a few more
+    two (N, P) x (P, 9) products: heatmaps plus normal equations 1.7x faster than with J at 8 or 128 images, a
+    whole fit of 2,375 reconstructions about 1.2x (benchmarks/oracle_speed.py). The sums lose a few more
     digits than J itself near the box's rho bound: J r and J J^T agree with J's to 1e-10 or better (tests, |rho|
     up to 0.99), the fits of 2,375 reconstructions with the Jacobian's to 1e-14.
     """
