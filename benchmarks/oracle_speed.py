@@ -6,7 +6,8 @@ Prints: accuracy against the generator (max / p99 relative variance error, absol
 classification) on the gaussian and Student t datasets; single-image latency (wall and CPU, p50 / p99)
 on real images, noisy images and, with --run, decodes of random latent points (what the explorer sends);
 the same under --clients concurrent threads in one process; throughput on 2,000 images and on the full
-datasets. Bounded: about a minute on 2 cores.
+datasets; with a Gaussian --run, the fit's iterations per batch of 8 decodes with and without its Newton
+steps. Bounded: about a minute on 2 cores.
 """
 
 from __future__ import annotations
@@ -78,6 +79,55 @@ def _run_images(run_dir: str, n: int, seed: int) -> tuple[str, np.ndarray, np.nd
     return dataset.config.kind, decode(model, points), decode(model, codes)
 
 
+def _box_decodes(run_dir: str, n: int, seed: int) -> np.ndarray:
+    """Decodes of ``n`` codes drawn uniformly inside the box of the run's codes: what benchmarks/explorer_load.py
+    sends, many of them far from any heatmap."""
+    from latent_atlas.models.inference import decode, encode
+
+    run = load_run(run_dir)
+    model, dataset = run.load_model(), run.load_dataset()
+    codes, _ = encode(model, dataset.images)
+    points = np.random.default_rng(seed).uniform(codes.min(0), codes.max(0), (n, codes.shape[1]))
+    return decode(model, points)
+
+
+def _newton_steps(oracle: HeatmapOracle, images: np.ndarray, size: int = 8) -> None:
+    """Per batch of ``size`` images: Levenberg-Marquardt iterations (those of the batch's slowest image: one heatmap
+    evaluation each) and ms, with the Gaussian's Newton steps and with Gauss-Newton only."""
+    from latent_atlas import oracle as module
+
+    heatmap_and_tangent, newton_below = module._heatmap_and_tangent, module._NEWTON_BELOW
+    calls = [0]
+
+    def counted(*args):
+        calls[0] += 1
+        return heatmap_and_tangent(*args)
+
+    batches = [images[i : i + size] for i in range(0, len(images) - size + 1, size)]
+    fitted = {}
+    try:
+        module._heatmap_and_tangent = counted
+        for name, below in (("with Newton steps", newton_below), ("Gauss-Newton only", 0.0)):
+            module._NEWTON_BELOW = below
+            counts, times, factors = [], [], []
+            for batch in batches:
+                calls[0] = 0
+                started = time.perf_counter()
+                factors.append(oracle.recover(batch).factors)
+                times.append((time.perf_counter() - started) * 1e3)
+                counts.append(calls[0])
+            fitted[name] = np.concatenate(factors)
+            counts, times = np.array(counts), np.array(times)
+            print(f"  {name:<18} iterations per batch of {size}: mean {counts.mean():.2f} p99 "
+                  f"{np.percentile(counts, 99):.1f} max {counts.max()}; ms per batch p50 {np.median(times):.2f} "
+                  f"p99 {np.percentile(times, 99):.2f}")
+    finally:
+        module._heatmap_and_tangent, module._NEWTON_BELOW = heatmap_and_tangent, newton_below
+    difference = np.abs(fitted["with Newton steps"] / fitted["Gauss-Newton only"] - 1)
+    print(f"  factors, Newton against Gauss-Newton: relative difference median {np.median(difference):.1e}, "
+          f"p99 {np.percentile(difference, 99):.1e}, max {difference.max():.1e}")
+
+
 def _batches(call: Callable[[np.ndarray], object], images: np.ndarray, size: int) -> float:
     """Mean ms per call on consecutive batches of ``size`` images."""
     batches = [images[i : i + size] for i in range(0, len(images) - size + 1, size)]
@@ -93,6 +143,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--clients", type=int, default=8, help="concurrent threads for the shared-process test")
     parser.add_argument("--run", default=None,
                         help="a run folder: also time decodes of random codes and the run's reconstructions")
+    parser.add_argument("--box-decodes", type=int, default=2000,
+                        help="with a Gaussian --run: decodes of uniform codes for the Newton / Gauss-Newton comparison")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     rng = np.random.default_rng(args.seed)
@@ -141,6 +193,9 @@ def main(argv: list[str] | None = None) -> None:
         print(f"  {run_kind:<10} {len(reconstructions):>6} reconstructions of the test images: {elapsed:.2f} s "
               f"({len(reconstructions) / elapsed:,.0f} images/s); decodes in batches of 8: "
               f"{_batches(oracle.recover, decoded, 8):.2f} ms per batch")
+        if run_kind == "gaussian":
+            print(f"decodes of {args.box_decodes} uniform codes in the box of the run's codes (the explorer load test's)")
+            _newton_steps(oracle, _box_decodes(args.run, args.box_decodes, args.seed))
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 import scipy.linalg
+import scipy.optimize
 from scipy.stats import multivariate_normal, multivariate_t
 
 from latent_atlas.config import DataConfig, FactorRange
@@ -79,9 +80,57 @@ def test_normal_equations_are_those_of_the_jacobian(family):
     residual = f - rng.random(f.shape)
     rows = np.arange(40) % 3 != 0
     jacobian = tangent.jacobian(grid)[rows]  # (M, K, P)
-    gradient, normal = tangent.rows(rows).normal_equations(residual[rows], grid)
+    gradient, normal, step_matrix = tangent.rows(rows).normal_equations(residual[rows], grid)
     np.testing.assert_allclose(gradient, np.einsum("nkp,np->nk", jacobian, residual[rows]), rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(normal, np.einsum("nkp,nlp->nkl", jacobian, jacobian), rtol=1e-10, atol=1e-12)
+    np.testing.assert_array_equal(step_matrix, normal)  # no Newton rows asked for
+
+
+def test_the_gaussian_newton_matrix_is_the_hessian_of_the_cost():
+    """Where asked for and positive definite, the step's matrix is the whole Hessian of 1/2 ||f - t||^2 (finite
+    differences of scipy's densities); elsewhere, and for the rows not asked, it is Gauss-Newton's J J^T."""
+    rng = np.random.default_rng(3)
+    grid = _Grid.build(AXIS)
+    thetas = np.array([[0.3, -0.5, 0.4], [np.log(0.05), np.log(0.8), np.arctanh(0.9)], [0.9, 0.2, -1.2],
+                       [-1.0, -1.5, 0.1]])
+    f, tangent = _heatmap_and_tangent(thetas, grid)
+    targets = 0.5 * f + 0.4 * rng.random(f.shape)  # large residuals: the curvature term matters
+    newton = np.array([True, True, True, False])
+    gradient, normal, matrix = tangent.normal_equations(f - targets, grid, newton=newton)
+    jacobian = tangent.jacobian(grid)
+    gauss_newton = np.einsum("nkp,nlp->nkl", jacobian, jacobian)
+    np.testing.assert_allclose(normal, gauss_newton, rtol=1e-10, atol=1e-12)
+    step = 1e-4
+    for n, theta in enumerate(thetas):
+        def cost(t, target=targets[n]):
+            return 0.5 * np.sum((scipy_heatmap(t, AXIS) - target) ** 2)
+        hessian = np.empty((3, 3))
+        for k in range(3):
+            for m in range(3):
+                dk, dm = np.eye(3)[k] * step, np.eye(3)[m] * step
+                hessian[k, m] = (cost(theta + dk + dm) - cost(theta + dk - dm) - cost(theta - dk + dm)
+                                 + cost(theta - dk - dm)) / (4 * step * step)
+        positive = np.all(np.linalg.eigvalsh(hessian) > 0)
+        expected = hessian if newton[n] and positive else gauss_newton[n]
+        np.testing.assert_allclose(matrix[n], expected, rtol=1e-5, atol=1e-6 * np.abs(hessian).max())
+        if newton[n]:
+            assert positive  # these points exercise the Newton matrix itself
+            assert np.abs(hessian - gauss_newton[n]).max() > 1e-2 * np.abs(hessian).max()  # and it differs from J J^T
+    np.testing.assert_allclose(gradient, np.einsum("nkp,np->nk", jacobian, f - targets), rtol=1e-10, atol=1e-12)
+
+
+def test_a_fit_far_from_any_heatmap_reaches_the_least_squares_optimum(monkeypatch):
+    """A thin ellipse over a broad blob leaves a large residual, where Gauss-Newton alone crawls and stops early
+    (off by 7e-4); with Newton steps the fit lands on the optimum that scipy's least_squares finds."""
+    image = render_heatmaps([0.02], [0.6], [0.85], AXIS)[0] + 0.5 * render_heatmaps([2.0], [2.0], [0.0], AXIS)[0]
+    factors = recover_factors(image, AXIS)[0][0]
+    monkeypatch.setattr("latent_atlas.oracle._NEWTON_BELOW", 0.0)  # Gauss-Newton only
+    crawled = recover_factors(image, AXIS)[0][0]
+    reference = scipy.optimize.least_squares(lambda t: scipy_heatmap(t, AXIS) - image.ravel(), _to_theta(crawled[None])[0],
+                                             method="lm", xtol=1e-15, ftol=1e-15, gtol=1e-15)
+    optimum = _to_factors(reference.x[None])[0]
+    np.testing.assert_allclose(factors, optimum, rtol=1e-6)
+    assert np.abs(crawled / optimum - 1).max() > 1e-4  # what the test guards against
 
 
 @pytest.mark.parametrize("kind", ["gaussian", "student_t"])
