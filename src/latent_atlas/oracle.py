@@ -249,8 +249,9 @@ def _best_start(target: np.ndarray, grid: _Grid, family: str) -> tuple[np.ndarra
     f, q, log_ratio, form = _heatmaps(factors, grid)  # (2N, P) ...
     cost = (((f - np.concatenate([target, target])) ** 2).sum(axis=1)).reshape(2, n)
     best = np.where(cost[0] <= cost[1], 0, n) + np.arange(n)  # (N,): each image's better candidate
-    kept = f[best], q[best], None if log_ratio is None else log_ratio[best], tuple(x[best] for x in form)
-    return theta[best], kept[0], _tangent(factors[best], *kept, grid)
+    f, q, form = f[best], q[best], tuple(x[best] for x in form)
+    log_ratio = None if log_ratio is None else log_ratio[best]
+    return theta[best], f, _tangent(factors[best], f, q, log_ratio, form, grid)
 
 
 _SQUARES = np.array([[4, 5, 6], [5, 6, 7], [6, 7, 8]])  # the monomials' columns of b b^T, b = (x^2, xy, y^2)
@@ -295,7 +296,7 @@ class _GaussianTangent:
     f: np.ndarray  # (N, P) heatmaps
     coefficients: np.ndarray  # (N, 3, 3): dq/dtheta_k in the basis x^2, xy, y^2
     peak: np.ndarray  # (N, 3): b* = (x^2, xy, y^2) at each heatmap's peak pixel (its smallest q)
-    form: np.ndarray  # (N, 5): a, b, c, s, rho (the precision's entries, see ``_heatmap_and_tangent``)
+    form: np.ndarray  # (N, 5): a, b, c, s, rho of the quadratic form (see ``_tangent``)
 
     def rows(self, index: np.ndarray) -> _GaussianTangent:
         return _GaussianTangent(self.f[index], self.coefficients[index], self.peak[index], self.form[index])
