@@ -65,35 +65,27 @@ def _concurrent(call: Callable[[np.ndarray], object], images: np.ndarray, client
     return np.concatenate(walls)
 
 
-def _run_images(run_dir: str, n: int, seed: int) -> tuple[str, np.ndarray, np.ndarray]:
-    """The run's data kind, decodes of ``n`` random codes (beyond the data too) and its reconstructions of the
-    test images: what the explorer and the study's evaluation give the oracle."""
+def _run_images(run_dir: str, n: int, seed: int, box: int) -> tuple[str, np.ndarray, np.ndarray, np.ndarray]:
+    """The run's data kind; decodes of ``n`` random codes (beyond the data too); its reconstructions of the test
+    images (what the explorer and the study's evaluation give the oracle); and decodes of ``box`` codes drawn
+    uniformly inside the box of the run's codes (what benchmarks/explorer_load.py sends, many of them far from
+    any heatmap)."""
     from latent_atlas.models.inference import decode, encode
 
     run = load_run(run_dir)
     model, dataset = run.load_model(), run.load_dataset()
-    test = dataset.images[dataset.test_idx]
-    codes, _ = encode(model, test)
+    all_codes, _ = encode(model, dataset.images)
+    codes = all_codes[dataset.test_idx]
     rng = np.random.default_rng(seed)
     points = codes.mean(0) + 1.5 * codes.std(0) * rng.standard_normal((n, codes.shape[1]))
-    return dataset.config.kind, decode(model, points), decode(model, codes)
-
-
-def _box_decodes(run_dir: str, n: int, seed: int) -> np.ndarray:
-    """Decodes of ``n`` codes drawn uniformly inside the box of the run's codes: what benchmarks/explorer_load.py
-    sends, many of them far from any heatmap."""
-    from latent_atlas.models.inference import decode, encode
-
-    run = load_run(run_dir)
-    model, dataset = run.load_model(), run.load_dataset()
-    codes, _ = encode(model, dataset.images)
-    points = np.random.default_rng(seed).uniform(codes.min(0), codes.max(0), (n, codes.shape[1]))
-    return decode(model, points)
+    uniform = np.random.default_rng(seed).uniform(all_codes.min(0), all_codes.max(0), (box, codes.shape[1]))
+    return dataset.config.kind, decode(model, points), decode(model, codes), decode(model, uniform)
 
 
 def _newton_steps(oracle: HeatmapOracle, images: np.ndarray, size: int = 8) -> None:
     """Per batch of ``size`` images: Levenberg-Marquardt iterations (those of the batch's slowest image: one heatmap
-    evaluation each) and ms, with the Gaussian's Newton steps and with Gauss-Newton only."""
+    evaluation each) and ms, with the Gaussian's Newton steps and with Gauss-Newton only, the two alternating
+    batch by batch (which goes first alternates too) so that the machine's drift falls on both alike."""
     from latent_atlas import oracle as module
 
     heatmap_and_tangent, newton_below = module._heatmap_and_tangent, module._NEWTON_BELOW
@@ -103,27 +95,29 @@ def _newton_steps(oracle: HeatmapOracle, images: np.ndarray, size: int = 8) -> N
         calls[0] += 1
         return heatmap_and_tangent(*args)
 
+    settings = {"with Newton steps": newton_below, "Gauss-Newton only": 0.0}
+    counts: dict[str, list] = {name: [] for name in settings}
+    times: dict[str, list] = {name: [] for name in settings}
+    factors: dict[str, list] = {name: [] for name in settings}
     batches = [images[i : i + size] for i in range(0, len(images) - size + 1, size)]
-    fitted = {}
     try:
         module._heatmap_and_tangent = counted
-        for name, below in (("with Newton steps", newton_below), ("Gauss-Newton only", 0.0)):
-            module._NEWTON_BELOW = below
-            counts, times, factors = [], [], []
-            for batch in batches:
+        for number, batch in enumerate(batches):
+            for name in (list(settings) if number % 2 == 0 else list(settings)[::-1]):
+                module._NEWTON_BELOW = settings[name]
                 calls[0] = 0
                 started = time.perf_counter()
-                factors.append(oracle.recover(batch).factors)
-                times.append((time.perf_counter() - started) * 1e3)
-                counts.append(calls[0])
-            fitted[name] = np.concatenate(factors)
-            counts, times = np.array(counts), np.array(times)
-            print(f"  {name:<18} iterations per batch of {size}: mean {counts.mean():.2f} p99 "
-                  f"{np.percentile(counts, 99):.1f} max {counts.max()}; ms per batch p50 {np.median(times):.2f} "
-                  f"p99 {np.percentile(times, 99):.2f}")
+                factors[name].append(oracle.recover(batch).factors)
+                times[name].append((time.perf_counter() - started) * 1e3)
+                counts[name].append(calls[0])
     finally:
         module._heatmap_and_tangent, module._NEWTON_BELOW = heatmap_and_tangent, newton_below
-    difference = np.abs(fitted["with Newton steps"] / fitted["Gauss-Newton only"] - 1)
+    for name in settings:
+        count, time_ms = np.array(counts[name]), np.array(times[name])
+        print(f"  {name:<18} iterations per batch of {size}: mean {count.mean():.2f} p99 "
+              f"{np.percentile(count, 99):.1f} max {count.max()}; ms per batch mean {time_ms.mean():.2f} p50 "
+              f"{np.median(time_ms):.2f} p99 {np.percentile(time_ms, 99):.2f}")
+    difference = np.abs(np.concatenate(factors["with Newton steps"]) / np.concatenate(factors["Gauss-Newton only"]) - 1)
     print(f"  factors, Newton against Gauss-Newton: relative difference median {np.median(difference):.1e}, "
           f"p99 {np.percentile(difference, 99):.1e}, max {difference.max():.1e}")
 
@@ -167,7 +161,8 @@ def main(argv: list[str] | None = None) -> None:
         "student_t real": (oracles["student_t"], datasets["student_t"].images[: len(test) * 37 : 37]),
     }
     if args.run:
-        run_kind, decoded, reconstructions = _run_images(args.run, args.calls, args.seed)
+        run_kind, decoded, reconstructions, box_decoded = _run_images(args.run, args.calls, args.seed,
+                                                                      args.box_decodes)
         inputs[f"{run_kind} decoded random codes"] = (oracles[run_kind], decoded)
     print(f"single-image latency in ms over {args.calls} calls (one thread; then {args.clients} threads sharing "
           "one process)")
@@ -195,7 +190,7 @@ def main(argv: list[str] | None = None) -> None:
               f"{_batches(oracle.recover, decoded, 8):.2f} ms per batch")
         if run_kind == "gaussian":
             print(f"decodes of {args.box_decodes} uniform codes in the box of the run's codes (the explorer load test's)")
-            _newton_steps(oracle, _box_decodes(args.run, args.box_decodes, args.seed))
+            _newton_steps(oracle, box_decoded)
 
 
 if __name__ == "__main__":

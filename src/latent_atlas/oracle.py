@@ -21,8 +21,8 @@ box (variances in [1e-3, 1e3], |rho| <= 0.999, df in [0.5, 1e4]) so that images 
 flat field, a dot) still give finite factors, and a large residual. The fit stops after ``_MAX_ITER``
 iterations: on decodes of random latent points, the images that reach the cap have residuals above
 0.6 (a trained model's test reconstructions: median 0.2), and theirs is then within a few per cent of
-its converged value. NumPy only (no torch threads): about 0.5 ms of CPU for one real 36x36 image, 1 ms
-for a decoded one.
+its converged value. NumPy only (no torch threads): about 1 ms of CPU for one real 36x36 image, 3 ms for a
+decoded one (p50 on the 2-core development machine, benchmarks/oracle_speed.py).
 """
 
 from __future__ import annotations
@@ -425,9 +425,9 @@ def _levenberg_marquardt(target: np.ndarray, theta: np.ndarray, f: np.ndarray, t
     rule), inside the parameter box: a parameter on its bound with the gradient pushing outwards is held
     for that step (projected Gauss-Newton). An image is done when a step moves no parameter by
     ``_STEP_TOL`` or lowers its cost by less than ``_COST_TOL`` (relative); each iteration evaluates
-    only the images not done. Only the gradient and the K x K Gauss-Newton matrix of each image's current
-    point are kept, computed only for the trial points accepted, and for the Gaussian without forming the
-    Jacobian (``_GaussianTangent``).
+    only the images not done. Only the gradient, the K x K Gauss-Newton matrix and the step's matrix of each
+    image's current point are kept, computed only for the trial points accepted, and for the Gaussian without
+    forming the Jacobian (``_GaussianTangent``).
 
     Gauss-Newton converges only linearly where the residual stays large (a decode unlike any heatmap): each
     step then lowers the cost by a few per cent, and such images used to run into ``_MAX_ITER``. So after an
@@ -436,9 +436,10 @@ def _levenberg_marquardt(target: np.ndarray, theta: np.ndarray, f: np.ndarray, t
     derivatives come from the same moments). The damping stays scaled by J J^T's diagonal, and an image whose
     Newton step was rejected tries Gauss-Newton's next, so a Hessian that holds only near its point (the peak
     pixel moves) costs one rejected step, not a walk along a flat valley. On 2,000 decodes of uniform codes in
-    batches of 8 (benchmarks/oracle_speed.py --run): 7.0 -> 5.0 iterations per batch (its slowest image's; p99
-    20 -> 9.5), ms per batch p99 14.0 -> 9.8 and the median unchanged (a Newton step costs more); the costs
-    reached agree with Gauss-Newton's to 2e-6 relative, the factors to 7e-8 (median).
+    batches of 8 (benchmarks/oracle_speed.py --run, the two alternating batch by batch): 7.0 -> 5.0 iterations
+    per batch (its slowest image's; p99 20 -> 9.5), ms per batch p99 12.1-15.0 -> 8.4-9.6, mean 9 % and median
+    2-4 % lower (a Newton step costs more than a Gauss-Newton one); the costs reached agree with Gauss-Newton's
+    to 2e-6 relative, the factors to 7e-8 (median).
     """
     k = theta.shape[1]
     low, high, eye = _THETA_LOW[:k], _THETA_HIGH[:k], np.eye(k)
