@@ -29,6 +29,8 @@ from latent_atlas.explorer.alignment import CodeAlignment, code_spacing
 from latent_atlas.explorer.app import (
     LOOPBACK_HOSTS,
     MAX_BODY_BYTES,
+    AnsweredRows,
+    decode_response,
     listening_socket,
     trusted_hosts,
 )
@@ -647,6 +649,25 @@ def test_concurrent_decodes_each_get_their_own_image(client):
     for single, batched in zip(alone, asyncio.run(together())):
         assert batched["images"] == single["images"]
         np.testing.assert_allclose(batched["factors"], single["factors"], rtol=1e-6)
+        np.testing.assert_allclose(batched["shape_residual"], single["shape_residual"], rtol=1e-6)
+        for verdict in ("shape_ok", "in_range", "valid", "failure"):
+            assert batched[verdict] == single[verdict]
+
+
+def test_a_batchs_answer_columns_give_each_caller_its_own_rows(explorer):
+    """The lists made once per batch, sliced per request, say what the request's own rows alone would."""
+    session = explorer.session("vae")
+    codes = np.random.default_rng(1).uniform(-3, 3, size=(6, 3)).astype(np.float32)
+    batch = AnsweredRows.of(session.decode(codes))
+    assert len({row[0] for row in batch.columns["factors"]}) == 6  # every row its own factors: a wrong slice shows
+    for start, stop in [(0, 1), (2, 5), (5, 6)]:
+        rows = batch.rows(start, stop)
+        alone = AnsweredRows.of(session.decode(codes[start:stop]))
+        sliced, own = decode_response(session, rows), decode_response(session, alone)
+        assert sliced.images == own.images and sliced.failure == own.failure and sliced.valid == own.valid
+        np.testing.assert_allclose(sliced.factors, own.factors, rtol=1e-6)
+        np.testing.assert_array_equal(rows.decoded.images, batch.batch.images[start:stop])
+        np.testing.assert_array_equal(rows.decoded.verdict.factors, batch.batch.verdict.factors[start:stop])
 
 
 class Rows:

@@ -206,7 +206,8 @@ def _failure(shape_ok: np.ndarray, in_range: np.ndarray) -> np.ndarray:
 @dataclass(frozen=True, eq=False)
 class Verdict:
     """The oracle's verdict on N images. ``shape_ok``, ``in_range``, ``valid`` and ``failure`` follow from the
-    stored residuals, threshold, box and factors. Novelty is NaN (index -1) where it was not computed."""
+    stored residuals, threshold, box and factors (computed once each: the arrays are not to be changed in place).
+    Novelty is NaN (index -1) where it was not computed."""
 
     factor_names: tuple[str, ...]
     factors: np.ndarray  # (N, K) factors of the nearest heatmap of the family
@@ -221,25 +222,25 @@ class Verdict:
     def __len__(self) -> int:
         return len(self.residual)
 
-    @property
+    @functools.cached_property
     def shape_ok(self) -> np.ndarray:
         return self.shape_residual <= self.shape_threshold
 
-    @property
+    @functools.cached_property
     def outside(self) -> np.ndarray:
         """(N, K) bool: which recovered factor lies outside the box."""
         return self.box.outside(self.factors)
 
-    @property
+    @functools.cached_property
     def in_range(self) -> np.ndarray:
         return ~self.outside.any(axis=1)
 
-    @property
+    @functools.cached_property
     def valid(self) -> np.ndarray:
         """In-distribution valid: a heatmap of the family (shape) whose factors lie in the data's box (range)."""
         return self.shape_ok & self.in_range
 
-    @property
+    @functools.cached_property
     def failure(self) -> np.ndarray:
         """(N,) str: "" (valid), "shape", "range" or "shape+range"."""
         return _failure(self.shape_ok, self.in_range)

@@ -13,6 +13,7 @@ import ipaddress
 import socket
 from collections.abc import AsyncIterator, Callable, Hashable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -91,22 +92,48 @@ def encode_images(images: np.ndarray) -> list[str]:
     return [base64.b64encode(image.tobytes()).decode("ascii") for image in quantised]
 
 
-def decode_response(session: RunSession, decoded: Decoded) -> DecodeResponse:
-    verdict = decoded.verdict
+@dataclass(frozen=True)
+class AnsweredRows:
+    """Rows ``start:stop`` of a batch of decodes, with the answer's columns as JSON-ready lists.
+
+    The lists are made once per batch, on the model thread (``AnsweredRows.of``); each request then only slices
+    them. Made per request on the event loop, a single-code answer's few dozen NumPy calls on one-row arrays
+    cost the event loop about as much as the rest of the request, and every client of a batch waits for all of
+    them (``benchmarks/explorer_load.py``).
+    """
+
+    batch: Decoded
+    columns: dict[str, list]  # DecodeResponse's per-image fields, every row of the batch
+    start: int
+    stop: int
+
+    @classmethod
+    def of(cls, decoded: Decoded) -> "AnsweredRows":
+        verdict = decoded.verdict
+        columns = {"images": encode_images(decoded.images), "factors": finite_or_none(verdict.factors.tolist()),
+                   "residual": finite_or_none(verdict.residual.tolist()),
+                   "shape_residual": finite_or_none(verdict.shape_residual.tolist()),
+                   "shape_ok": verdict.shape_ok.tolist(), "in_range": verdict.in_range.tolist(),
+                   "valid": verdict.valid.tolist(), "failure": verdict.failure.tolist()}
+        return cls(decoded, columns, 0, len(decoded.images))
+
+    def rows(self, start: int, stop: int) -> "AnsweredRows":
+        return AnsweredRows(self.batch, self.columns, self.start + start, self.start + stop)
+
+    @property
+    def decoded(self) -> Decoded:
+        """The images and the oracle's verdict on these rows."""
+        return self.batch.rows(self.start, self.stop)
+
+
+def decode_response(session: RunSession, answered: AnsweredRows) -> DecodeResponse:
     return DecodeResponse(
         run=session.id,
-        image_shape=list(decoded.images.shape[1:]),
+        image_shape=list(answered.batch.images.shape[1:]),
         image_encoding=IMAGE_ENCODING,
-        images=encode_images(decoded.images),
         factor_names=list(session.oracle.factor_names),
-        factors=finite_or_none(verdict.factors.tolist()),
-        residual=finite_or_none(verdict.residual.tolist()),
-        shape_residual=finite_or_none(verdict.shape_residual.tolist()),
-        shape_ok=verdict.shape_ok.tolist(),
-        in_range=verdict.in_range.tolist(),
-        valid=verdict.valid.tolist(),
-        failure=verdict.failure.tolist(),
-        threshold=verdict.shape_threshold,
+        threshold=answered.batch.verdict.shape_threshold,
+        **{name: column[answered.start : answered.stop] for name, column in answered.columns.items()},
     )
 
 
@@ -382,7 +409,7 @@ class RunRoutes:
             code = np.asarray(request.code, dtype=np.float64)
             stencil_codes, step = session.compass_codes(code, request.step)
             decoded = await batcher.submit(stencil_codes.astype(np.float32))
-            found = session.compass(code, step, decoded)
+            found = session.compass(code, step, decoded.decoded)
             return CompassResponse(
                 run=run_id, code=code.tolist(), step=step, factor_names=list(found.factor_names), units=found.units,
                 value=finite_or_none(found.value.tolist()),
@@ -442,8 +469,8 @@ def build_app(explorer: Explorer, max_batch: int = 256,
     limits = Limits(max_batch=max_batch, max_path_points=MAX_PATH_POINTS, max_body_bytes=MAX_BODY_BYTES,
                     max_page=MAX_PAGE, code_bound=CODE_BOUND)
 
-    def decoder(run_id: str) -> Callable[[np.ndarray], Decoded]:
-        return lambda rows: explorer.session(run_id).decode(rows)
+    def decoder(run_id: str) -> Callable[[np.ndarray], AnsweredRows]:
+        return lambda rows: AnsweredRows.of(explorer.session(run_id).decode(rows))
 
     batchers = {run_id: Batcher(decoder(run_id), max_batch, model_thread) for run_id in explorer.ids}
 
@@ -525,7 +552,8 @@ def serve(folders: list[str | Path], host: str = "127.0.0.1", port: int = 8000, 
         listed = ", ".join(ids[:4]) + (f" and {len(ids) - 4} more" if len(ids) > 4 else "")
         print(f"latent-atlas explorer: http://{shown}:{bound_port}/  serving {len(ids)} run{'s' * (len(ids) != 1)} "
               f"({listed}); Ctrl-C to stop", flush=True)
-        server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+        # no proxy stands in front of a local tool: the client's address is the socket's, not a header's
+        server = uvicorn.Server(uvicorn.Config(app, log_level="warning", proxy_headers=False))
         try:
             server.run(sockets=[sock])
         except KeyboardInterrupt:  # uvicorn shuts down gracefully on Ctrl-C, then re-raises it
