@@ -443,6 +443,10 @@ def test_verdict_fields_and_failures(gaussian_oracle, gaussian_full):
     np.testing.assert_array_equal(verdict.in_range, [True, False, True, False])
     np.testing.assert_array_equal(verdict.valid, [True, False, False, False])
     assert verdict.failure.tolist() == ["", "range", "shape", "shape+range"]
+    assert verdict.valid is verdict.valid  # computed once ...
+    for checks in (verdict.shape_ok, verdict.outside, verdict.in_range, verdict.valid, verdict.failure):
+        with pytest.raises(ValueError, match="read-only"):  # ... so no caller may change it for the others
+            checks[0] = checks[1]
     np.testing.assert_allclose(verdict.factor("var_y")[:2], [0.7, 4.9], rtol=1e-5)
     fitted = gaussian_oracle.render(verdict.factors).astype(np.float64)
     np.testing.assert_allclose(verdict.shape_residual, verdict.residual / np.linalg.norm(fitted.reshape(4, -1), axis=1),

@@ -199,6 +199,13 @@ class NoveltyReference:
         return distance, index, np.asarray(self.factors[index], dtype=np.float64)
 
 
+def _read_only(array: np.ndarray) -> np.ndarray:
+    """``array``, made read-only: a cached result that a caller changed in place would change it for everyone."""
+    array = np.asarray(array)
+    array.flags.writeable = False
+    return array
+
+
 def _failure(shape_ok: np.ndarray, in_range: np.ndarray) -> np.ndarray:
     return np.asarray(FAILURES, dtype=np.str_)[(~shape_ok).astype(int) + 2 * (~in_range).astype(int)]
 
@@ -206,7 +213,7 @@ def _failure(shape_ok: np.ndarray, in_range: np.ndarray) -> np.ndarray:
 @dataclass(frozen=True, eq=False)
 class Verdict:
     """The oracle's verdict on N images. ``shape_ok``, ``in_range``, ``valid`` and ``failure`` follow from the
-    stored residuals, threshold, box and factors (computed once each: the arrays are not to be changed in place).
+    stored residuals, threshold, box and factors (computed once each, and read-only).
     Novelty is NaN (index -1) where it was not computed."""
 
     factor_names: tuple[str, ...]
@@ -224,26 +231,26 @@ class Verdict:
 
     @functools.cached_property
     def shape_ok(self) -> np.ndarray:
-        return self.shape_residual <= self.shape_threshold
+        return _read_only(self.shape_residual <= self.shape_threshold)
 
     @functools.cached_property
     def outside(self) -> np.ndarray:
         """(N, K) bool: which recovered factor lies outside the box."""
-        return self.box.outside(self.factors)
+        return _read_only(self.box.outside(self.factors))
 
     @functools.cached_property
     def in_range(self) -> np.ndarray:
-        return ~self.outside.any(axis=1)
+        return _read_only(~self.outside.any(axis=1))
 
     @functools.cached_property
     def valid(self) -> np.ndarray:
         """In-distribution valid: a heatmap of the family (shape) whose factors lie in the data's box (range)."""
-        return self.shape_ok & self.in_range
+        return _read_only(self.shape_ok & self.in_range)
 
     @functools.cached_property
     def failure(self) -> np.ndarray:
         """(N,) str: "" (valid), "shape", "range" or "shape+range"."""
-        return _failure(self.shape_ok, self.in_range)
+        return _read_only(_failure(self.shape_ok, self.in_range))
 
     @property
     def has_novelty(self) -> bool:
