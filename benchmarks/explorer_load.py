@@ -64,7 +64,7 @@ class Scenario:
     def row(self) -> str:
         p50, p90, p99 = np.percentile(self.latencies_ms, [50, 90, 99])
         rate = len(self.latencies_ms) / self.seconds
-        return (f"{self.name:<42} {len(self.latencies_ms):>6} {p50:>7.2f} {p90:>7.2f} {p99:>7.2f} "
+        return (f"{self.name:<46} {len(self.latencies_ms):>6} {p50:>7.2f} {p90:>7.2f} {p99:>7.2f} "
                 f"{self.latencies_ms.max():>7.2f} {rate:>8.0f} {rate * self.codes_per_request:>9.0f} "
                 f"{self.per_request_ms(self.server_cpu_seconds):>8} {self.per_request_ms(self.client_cpu_seconds):>8}")
 
@@ -76,7 +76,7 @@ class Scenario:
                 "client_cpu_seconds": self.client_cpu_seconds}
 
 
-HEADER = (f"{'scenario':<42} {'n':>6} {'p50 ms':>7} {'p90 ms':>7} {'p99 ms':>7} {'max ms':>7} "
+HEADER = (f"{'scenario':<46} {'n':>6} {'p50 ms':>7} {'p90 ms':>7} {'p99 ms':>7} {'max ms':>7} "
           f"{'req/s':>8} {'codes/s':>9} {'server':>8} {'client':>8}  (CPU ms per request)")
 
 
