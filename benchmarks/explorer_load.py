@@ -39,6 +39,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -165,27 +166,20 @@ def post_json(port: int, path: str, body: dict) -> dict:
         connection.close()
 
 
-def client(port: int, path: str, bodies: list[bytes], deadline: float, out: list, errors: list) -> None:
-    """Send the bodies one after another on one keep-alive connection (``http.client``), appending each latency
-    (ms)."""
-    connection = http.client.HTTPConnection(HOST, port, timeout=30)
-    headers = {"Content-Type": "application/json"}
-    try:
-        for body in bodies:
-            if time.perf_counter() > deadline:
-                break
-            started = time.perf_counter()
-            connection.request("POST", path, body=body, headers=headers)
-            response = connection.getresponse()
-            payload = response.read()
-            elapsed = (time.perf_counter() - started) * 1e3
-            if response.status != 200:
-                raise RuntimeError(f"decode answered {response.status}: {payload[:200]!r}")
-            out.append(elapsed)
-    except Exception as exc:  # reported by run_scenario in the main thread
-        errors.append(exc)
-    finally:
-        connection.close()
+class HttpClientConnection:
+    """A keep-alive ``http.client`` connection, with ``SocketConnection``'s ``post`` and ``close``."""
+
+    def __init__(self, port: int, path: str, timeout: float = 30.0):
+        self.connection = http.client.HTTPConnection(HOST, port, timeout=timeout)
+        self.path = path
+
+    def post(self, body: bytes) -> tuple[int, bytes]:
+        self.connection.request("POST", self.path, body=body, headers={"Content-Type": "application/json"})
+        response = self.connection.getresponse()
+        return response.status, response.read()
+
+    def close(self) -> None:
+        self.connection.close()
 
 
 class SocketConnection:
@@ -228,9 +222,11 @@ class SocketConnection:
         self.sock.close()
 
 
-def socket_client(port: int, path: str, bodies: list[bytes], deadline: float, out: list, errors: list) -> None:
-    """``client`` over a ``SocketConnection``."""
-    connection = SocketConnection(port, path)
+def client(connect: Callable[[int, str], Any], port: int, path: str, bodies: list[bytes], deadline: float,
+           out: list, errors: list) -> None:
+    """Send the bodies one after another on one keep-alive connection (``connect(port, path)``), appending each
+    latency (ms)."""
+    connection = connect(port, path)
     try:
         for body in bodies:
             if time.perf_counter() > deadline:
@@ -247,7 +243,7 @@ def socket_client(port: int, path: str, bodies: list[bytes], deadline: float, ou
         connection.close()
 
 
-CLIENTS = {"socket": socket_client, "http.client": client}
+CLIENTS = {"socket": SocketConnection, "http.client": HttpClientConnection}
 
 
 def random_bodies(rng: np.random.Generator, low: np.ndarray, high: np.ndarray, n: int, batch: int,
@@ -257,12 +253,12 @@ def random_bodies(rng: np.random.Generator, low: np.ndarray, high: np.ndarray, n
 
 
 def run_scenario(name: str, port: int, path: str, client_bodies: list[list[bytes]], max_seconds: float,
-                 codes_per_request: int, server_pid: int | None = None, send: Callable[..., None] = socket_client
+                 codes_per_request: int, server_pid: int | None = None, connect: Callable[[int, str], Any] = SocketConnection
                  ) -> Scenario:
     latencies: list[list[float]] = [[] for _ in client_bodies]
     errors: list[Exception] = []
     deadline = time.perf_counter() + max_seconds
-    threads = [threading.Thread(target=send, args=(port, path, bodies, deadline, out, errors))
+    threads = [threading.Thread(target=client, args=(connect, port, path, bodies, deadline, out, errors))
                for bodies, out in zip(client_bodies, latencies)]
     server_before = None if server_pid is None else process_cpu_seconds(server_pid)
     client_before = sum(os.times()[:2])
@@ -317,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
         rng = np.random.default_rng(args.seed)
         run_scenario("warm-up", port, path, [random_bodies(rng, low, high, 50, 1)], args.max_seconds, 1)
         meter = CpuMeter(process.pid)
-        send = CLIENTS[args.client]
+        connect = CLIENTS[args.client]
 
         def concurrent(client_name: str) -> Scenario:
             return run_scenario(f"single code, {args.clients} clients, {client_name}", port, path,
@@ -326,11 +322,11 @@ def main(argv: list[str] | None = None) -> int:
 
         scenarios = [
             run_scenario("single code, 1 client", port, path, [random_bodies(rng, low, high, args.requests, 1)],
-                         args.max_seconds, 1, process.pid, send),
+                         args.max_seconds, 1, process.pid, connect),
             concurrent(args.client),
             run_scenario(f"batch of {args.batch}, 1 client", port, path,
                          [random_bodies(rng, low, high, args.batch_requests, args.batch)], args.max_seconds,
-                         args.batch, process.pid, send),
+                         args.batch, process.pid, connect),
         ]
         if args.also and args.also != args.client:
             scenarios.append(concurrent(args.also))
@@ -338,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
             scenarios.append(run_scenario(
                 f"corresponding point in {other[:12]}, 1 client", port, f"/api/runs/{run_id}/correspond",
                 [random_bodies(rng, low, high, args.requests, 1, target=other)], args.max_seconds, 1, process.pid,
-                send))
+                connect))
         others = meter.others()
     finally:
         stop_server(process)
