@@ -26,7 +26,7 @@ CHUNK = 128
 
 
 class BankStart:
-    """The oracle's two start candidates plus the nearest heatmap of a fixed bank (least squares, one product)."""
+    """The oracle's start with a third candidate: the nearest heatmap of a fixed bank (least squares, one product)."""
 
     def __init__(self, grid: fit._Grid, points: int):
         log_variances, atanh_rho = np.linspace(np.log(0.01), np.log(100.0), points), np.linspace(-2.6, 2.6, points)
@@ -35,17 +35,8 @@ class BankStart:
         self.bank_t, self.squared = np.ascontiguousarray(bank.T), (bank * bank).sum(axis=1)
 
     def __call__(self, target: np.ndarray, grid: fit._Grid) -> tuple[np.ndarray, np.ndarray, object]:
-        n = len(target)
         nearest = (self.squared[None] - 2.0 * target @ self.bank_t).argmin(axis=1)  # (N,)
-        quadratic, _ = fit._quadratic_form_start(target, grid, "gaussian")
-        theta = np.concatenate([fit._to_theta(np.concatenate([quadratic, fit._moment_start(target, grid)])),
-                                self.theta[nearest]])  # (3N, 3)
-        factors = fit._to_factors(theta)
-        f, q, _, form = fit._heatmaps(factors, grid)
-        cost = ((f - np.concatenate([target] * 3)) ** 2).sum(axis=1).reshape(3, n)
-        best = cost.argmin(axis=0) * n + np.arange(n)  # (N,): each image's best of its three candidates
-        f, q, form = f[best], q[best], tuple(x[best] for x in form)
-        return theta[best], f, fit._tangent(factors[best], f, q, None, form, grid)
+        return fit._best_start(target, grid, "gaussian", extra=self.theta[nearest])
 
 
 def fitted(targets: np.ndarray, grid: fit._Grid, start) -> tuple[np.ndarray, np.ndarray]:

@@ -233,22 +233,27 @@ def _heatmaps(factors: np.ndarray, grid: _Grid) -> tuple[np.ndarray, np.ndarray,
     return f.reshape(n, -1), q, log_ratio.reshape(n, -1), (a, b, c, s)
 
 
-def _best_start(target: np.ndarray, grid: _Grid, family: str) -> tuple[np.ndarray, np.ndarray, _Tangent]:
+def _best_start(target: np.ndarray, grid: _Grid, family: str, extra: np.ndarray | None = None
+                ) -> tuple[np.ndarray, np.ndarray, _Tangent]:
     """(N, P) images -> (N, K) theta, its heatmaps f (N, P) and tangent: the quadratic-form start or the moment
-    start, whichever fits better (the fit goes on from its heatmaps, without computing them again).
+    start, whichever fits better (the fit goes on from its heatmaps, without computing them again); ``extra``
+    (N, K) theta adds a third candidate per image (benchmarks/oracle_local_minima.py).
 
     The quadratic-form start is exact on clean heatmaps but can be far off on images unlike any heatmap
-    (several blobs, a ridge), where the moments are the safer guess.
+    (several blobs, a ridge), where the moments are the safer guess. Ties go to the earlier candidate.
     """
     n = len(target)
     quadratic, _ = _quadratic_form_start(target, grid, family)
     moments = quadratic.copy()
     moments[:, :3] = _moment_start(target, grid)
     theta = _to_theta(np.concatenate([quadratic, moments]))  # (2N, K), inside the box
+    if extra is not None:
+        theta = np.concatenate([theta, _to_theta(_to_factors(extra))])  # (3N, K)
+    candidates = len(theta) // n
     factors = _to_factors(theta)
-    f, q, log_ratio, form = _heatmaps(factors, grid)  # (2N, P) ...
-    cost = (((f - np.concatenate([target, target])) ** 2).sum(axis=1)).reshape(2, n)
-    best = np.where(cost[0] <= cost[1], 0, n) + np.arange(n)  # (N,): each image's better candidate
+    f, q, log_ratio, form = _heatmaps(factors, grid)  # (C N, P) ...
+    cost = (((f - np.concatenate([target] * candidates)) ** 2).sum(axis=1)).reshape(candidates, n)
+    best = np.nan_to_num(cost, nan=np.inf).argmin(axis=0) * n + np.arange(n)  # (N,): each image's best candidate
     f, q, form = f[best], q[best], tuple(x[best] for x in form)
     log_ratio = None if log_ratio is None else log_ratio[best]
     return theta[best], f, _tangent(factors[best], f, q, log_ratio, form, grid)
