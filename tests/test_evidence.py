@@ -259,3 +259,46 @@ def test_compare_validity_bundles_everything_as_json():
 def test_bad_input_raises_atlas_error(call, message):
     with pytest.raises(AtlasError, match=message):
         call()
+
+
+def test_adjust_family_matches_holm_and_redecides():
+    from statsmodels.stats.multitest import multipletests
+
+    from latent_atlas.analysis.evidence import adjust_family
+
+    base = np.array([0.50, 0.60, 0.55, 0.58])
+    verdicts = [paired_difference_verdict(base + shift, base, margin=0.001) for shift in
+                (np.array([0.050, 0.052, 0.049, 0.051]), np.array([0.014, 0.028, 0.006, 0.02]),  # p 5e-6, 0.035
+                 np.array([0.015, 0.03, 0.005, 0.02]))]  # p 0.044: Holm makes both 0.071
+    verdicts.append(paired_difference_verdict(base + 0.25, base, margin=0.001))  # constant: no test
+    raw = [v["p_value"] for v in verdicts[:3]]
+    adjusted = adjust_family(verdicts, "example")
+    expected = multipletests(raw, method="holm")[1]
+    assert [v["p_adjusted"] for v in adjusted[:3]] == pytest.approx(list(expected))
+    assert [v["tost_p_adjusted"] for v in adjusted[:3]] == pytest.approx(
+        list(multipletests([v["tost_p_value"] for v in verdicts[:3]], method="holm")[1]))
+    assert all(v["family_size"] == 3 and v["family"] == "example" for v in adjusted[:3])
+    assert adjusted[3] == verdicts[3] and adjusted[3]["kind"] == "constant"
+    for before, after, p in zip(verdicts, adjusted, expected):
+        assert before["kind"] == ("a_greater" if before["p_value"] < 0.05 else "not_detected")
+        assert after["kind"] == ("a_greater" if p < 0.05 else "not_detected")
+        assert "Holm" in after["statement"]
+    assert any(v["kind"] == "a_greater" for v in verdicts[1:3]) and any(
+        v["kind"] == "not_detected" for v in adjusted[1:3])  # adjustment changed a decision
+
+
+def test_stability_over_seeds_tests_each_threshold_over_seeds():
+    from latent_atlas.analysis.evidence import stability_over_seeds
+
+    a = np.array([[0.50, 0.70, 0.90], [0.55, 0.72, 0.93], [0.48, 0.69, 0.88]])  # (seeds, thresholds)
+    b = np.array([[0.60, 0.65, 0.80], [0.62, 0.66, 0.84], [0.57, 0.66, 0.79]])
+    result = stability_over_seeds(a, b, np.array([0.02, 0.04, 0.08]), names=("VAE", "AE"))
+    for t, row in enumerate(result["thresholds"]):
+        assert row["p_value"] == pytest.approx(ttest_rel(a[:, t], b[:, t]).pvalue)
+        assert row["difference"] == pytest.approx((a[:, t] - b[:, t]).mean())
+        assert row["seeds_agreeing"] == 3
+    assert [row["sign"] for row in result["thresholds"]] == [-1, 1, 1]
+    assert result["flips"] and result["unanimous"] == 3 and result["n_seeds"] == 3
+    assert result["significant_flip"] == all(row["significant"] for row in result["thresholds"][:2])
+    with pytest.raises(AtlasError, match="valid fractions"):
+        stability_over_seeds(a, b[:2], np.array([0.02, 0.04, 0.08]))

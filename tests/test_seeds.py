@@ -50,3 +50,18 @@ def test_seed_of_reads_the_run_name():
     assert seed_of("gaussian-vae-latent_dim8-s12") == 12
     with pytest.raises(AtlasError):
         seed_of("gaussian-vae")
+
+
+def test_values_equal_up_to_rounding_have_no_interval_and_no_test():
+    # 3/12 - 2/12, 5/12 - 4/12 and 7/12 - 6/12 are all 1/12, but not in floating point: a t test would give p ~ 1e-32
+    out = paired_over_seeds({0: 3 / 12, 1: 5 / 12, 2: 7 / 12}, {0: 2 / 12, 1: 4 / 12, 2: 6 / 12}, margin=0.1)
+    assert np.ptp(np.array([3, 5, 7]) / 12 - np.array([2, 4, 6]) / 12) > 0  # the rounding the test is about
+    assert out["verdict"]["kind"] == "constant" and out["verdict"]["p_value"] is None
+    assert out["difference"]["low"] is None and out["difference"]["high"] is None
+    tied = over_seeds({0: 0.5, 1: 0.5})
+    assert tied["mean"] == 0.5 and tied["sd"] == 0.0 and tied["low"] is None and tied["high"] is None
+    assert over_seeds({0: 0.5, 1: 0.5 + 1e-6})["low"] is not None  # a real, if small, spread keeps its interval
+
+
+def test_too_few_seeds_names_how_many():
+    assert paired_over_seeds({0: 1.0}, {1: 2.0}, margin=0.1)["verdict"]["verdict"].startswith("0 paired")

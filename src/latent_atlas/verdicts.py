@@ -71,7 +71,7 @@ class FactorBox:
     ``from_config`` puts the margin at half a grid step at each end, measured in the oracle's own
     parametrisation (log variance, atanh rho): on the default grid, variances 0.1 ... 4.9 in steps of 0.2
     give [0.0577, 5.003] (an additive half step of 0.1 would let var 0.02 pass) and rho -0.95 ... 0.85
-    gives [-0.971, 0.885]. A random (non-grid) dataset uses the grid of the same size (``_support``); a
+    gives [-0.972, 0.885]. A random (non-grid) dataset uses the grid of the same size (``_support``); a
     factor with a single value gets ``SINGLE_VALUE_MARGIN`` each side. df (Student t) is not a grid: the
     data's df values are two tail classes (2 and 200 by default). Lighter tails than the lightest class
     are indistinguishable on the grid (df 200 and df 10,000 heatmaps differ by a shape residual of 0.003,

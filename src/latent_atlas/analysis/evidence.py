@@ -9,9 +9,11 @@ A valid/invalid verdict at one threshold hides how close the call was. For two g
 * :func:`rank_comparison`: Mann-Whitney U and its AUC form P(residual_A > residual_B) + P(tie) / 2, with a
   DeLong interval (see the function for why DeLong);
 * :func:`conclusion_stability`: does the sign of the difference of valid fractions change anywhere in a
-  plausible band of thresholds (0.5x to 2x), and where is the difference significant;
+  plausible band of thresholds (0.5x to 2x), and where is the difference significant, for two samples of images
+  (two runs); :func:`stability_over_seeds` asks the same over training seeds (two model kinds);
 * :func:`difference_verdict` / :func:`paired_difference_verdict`: "A > B", "B > A", "equivalent within
-  ±m" (TOST) or "not detected at n = ..., minimum detectable difference ...".
+  ±m" (TOST) or "not detected at n = ..., minimum detectable difference ..."; :func:`adjust_family` decides a
+  family of paired verdicts on Holm-adjusted p-values.
 
 Every function returns JSON-able dicts (floats, ints, strings, lists, None; never NaN).
 """
@@ -24,6 +26,7 @@ from typing import Any
 import numpy as np
 from scipy.special import expit, logit
 from scipy.stats import bootstrap, ecdf, mannwhitneyu, norm, rankdata, ttest_rel
+from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.power import NormalIndPower, TTestPower
 from statsmodels.stats.proportion import (
     confint_proportions_2indep,
@@ -41,6 +44,7 @@ PROPORTION_METHOD = "agresti-caffo"
 ECDF_POINTS = 200
 CURVE_POINTS = 25
 BAND_POINTS = 9
+SPREAD_TOLERANCE = 1e-9  # relative: values closer than this are equal (see no_spread)
 
 
 def _sample(values, name: str) -> np.ndarray:
@@ -71,7 +75,7 @@ def _float_or_none(value) -> float | None:
 
 
 def _p(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.2g}"
+    return "n/a" if value is None else f"{value:.3g}"  # 0.0495 must not read as 0.05
 
 
 def _check_alpha(alpha: float) -> None:
@@ -352,14 +356,24 @@ def difference_verdict(valid_a: np.ndarray, valid_b: np.ndarray, margin: float =
 # -- paired values (one per training seed) -----------------------------------------------------------
 
 
+def no_spread(values) -> bool:
+    """True when the values are all equal up to floating-point rounding, so no interval or test of them exists:
+    their range is at most ``SPREAD_TOLERANCE`` times their largest magnitude (or 1). Differences of fractions
+    that are equal in exact arithmetic (5/12 - 4/12 and 3/12 - 2/12) differ in their last bits, and a t test of
+    them would report p = 1e-32."""
+    values = np.asarray(values, dtype=np.float64).ravel()
+    return bool(np.ptp(values) <= SPREAD_TOLERANCE * max(1.0, float(np.abs(values).max())))
+
+
 def paired_difference_verdict(values_a: np.ndarray, values_b: np.ndarray, margin: float, alpha: float = 0.05,
                               power: float = 0.8, names: Sequence[str] = ("A", "B")) -> dict[str, Any]:
     """The same sentence for paired values, e.g. one valid fraction per training seed for each model.
 
     A paired t test (``scipy.stats.ttest_rel``) for a difference, a paired TOST (statsmodels ``ttost_paired``)
     at ``margin`` for equivalence, and ``TTestPower`` for the minimum detectable mean difference (Cohen's d_z
-    at these n times the differences' standard deviation). When every difference is the same number no test is
-    possible (zero variance) and ``kind`` is "constant".
+    at these n times the differences' *observed* standard deviation, itself uncertain with n - 1 degrees of
+    freedom). When every difference is the same number (:func:`no_spread`) no test is possible and ``kind`` is
+    "constant". :func:`adjust_family` re-decides a family of such verdicts on Holm-adjusted p-values.
     """
     name_a, name_b = _names(names)
     _check_alpha(alpha)
@@ -371,29 +385,64 @@ def paired_difference_verdict(values_a: np.ndarray, values_b: np.ndarray, margin
     mean, spread = float(differences.mean()), float(differences.std(ddof=1))
     base = {"names": [name_a, name_b], "n": int(a.size), "mean_difference": mean, "sd_difference": spread,
             "margin": float(margin), "alpha": alpha}
-    if spread == 0.0:
+    if no_spread(differences):
         verdict = f"every one of the {a.size} paired differences is {mean:+.3g}"
         return {**base, "kind": "constant", "verdict": verdict, "statement": verdict + "; no test is possible",
                 "p_value": None, "tost_p_value": None, "mdd": None}
-    p = float(ttest_rel(a, b).pvalue)
-    tost_p = float(ttost_paired(a, b, -margin, margin)[0])
     effect = float(TTestPower().solve_power(effect_size=None, nobs=a.size, alpha=alpha, power=power,
                                             alternative="two-sided"))
-    mdd = effect * spread
-    estimate = f"mean difference {mean:+.3g} (sd {spread:.3g}, n = {a.size})"
+    return _decide_paired({**base, "p_value": float(ttest_rel(a, b).pvalue),
+                           "tost_p_value": float(ttost_paired(a, b, -margin, margin)[0]), "mdd": effect * spread,
+                           "power": power})
+
+
+def _decide_paired(result: dict[str, Any]) -> dict[str, Any]:
+    """``result`` with kind, verdict and statement decided from its p-values: the family's Holm-adjusted ones
+    when it has them (``p_adjusted``), its own otherwise. In order: a difference, equivalence, not detected."""
+    name_a, name_b = result["names"]
+    alpha, margin, n = result["alpha"], result["margin"], result["n"]
+    adjusted = "p_adjusted" in result
+    p = result["p_adjusted"] if adjusted else result["p_value"]
+    tost_p = result["tost_p_adjusted"] if adjusted else result["tost_p_value"]
+    estimate = f"mean difference {result['mean_difference']:+.3g} (sd {result['sd_difference']:.3g}, n = {n})"
+    t_text = f"paired t p = {_p(result['p_value'])}" + (f", Holm {_p(p)}" if adjusted else "")
+    tost_text = f"TOST p = {_p(result['tost_p_value'])}" + (f", Holm {_p(tost_p)}" if adjusted else "")
+    family = (f" (Holm-adjusted over the {result['family_size']} tests of family '{result['family']}')"
+              if adjusted else "")
     if p < alpha:
-        kind = "a_greater" if mean > 0 else "b_greater"
+        kind = "a_greater" if result["mean_difference"] > 0 else "b_greater"
         verdict = f"{name_a} > {name_b}" if kind == "a_greater" else f"{name_b} > {name_a}"
-        statement = f"{verdict}: {estimate}, paired t p = {p:.2g}"
+        statement = f"{verdict}: {estimate}, {t_text}{family}"
     elif tost_p < alpha:
         kind, verdict = "equivalent", f"equivalent within ±{margin:g}"
-        statement = f"{verdict}: {estimate}, paired TOST p = {tost_p:.2g}"
+        statement = f"{verdict}: {estimate}, paired {tost_text}{family}"
     else:
-        kind, verdict = "not_detected", f"not detected at n = {a.size} pairs, MDD {mdd:.3g}"
-        statement = (f"{verdict} (power {power:g}, alpha {alpha:g}): {estimate}, paired t p = {p:.2g}; not "
-                     f"equivalent within ±{margin:g} (TOST p = {tost_p:.2g})")
-    return {**base, "kind": kind, "verdict": verdict, "statement": statement, "p_value": p,
-            "tost_p_value": tost_p, "mdd": mdd, "power": power}
+        kind, verdict = "not_detected", f"not detected at n = {n} pairs, MDD {result['mdd']:.3g}"
+        statement = (f"{verdict} at the observed sd (power {result['power']:g}, alpha {alpha:g}): {estimate}, "
+                     f"{t_text}; not equivalent within ±{margin:g} ({tost_text}){family}")
+    return {**result, "kind": kind, "verdict": verdict, "statement": statement}
+
+
+def adjust_family(verdicts: Sequence[dict[str, Any]], family: str, method: str = "holm") -> list[dict[str, Any]]:
+    """A family of :func:`paired_difference_verdict` results (the tests of one question, e.g. valid decodes in
+    each distance bin) re-decided on p-values adjusted for the family's multiplicity: the paired t p-values and,
+    separately, the TOST p-values, with statsmodels' ``multipletests`` (Holm's step-down by default: the
+    family-wise error rate stays at alpha). Verdicts without a test ("constant", "too few") pass unchanged and
+    do not count. Each tested verdict gains ``p_adjusted``, ``tost_p_adjusted``, ``family``, ``family_size`` and
+    ``adjustment``."""
+    tested = [i for i, v in enumerate(verdicts) if v.get("p_value") is not None and v.get("tost_p_value") is not None]
+    out = [dict(v) for v in verdicts]
+    if not tested:
+        return out
+    alphas = {verdicts[i]["alpha"] for i in tested}
+    if len(alphas) != 1:
+        raise AtlasError(f"a family is adjusted at one alpha, got {sorted(alphas)}")
+    p_adjusted = multipletests([verdicts[i]["p_value"] for i in tested], alpha=alphas.pop(), method=method)[1]
+    tost_adjusted = multipletests([verdicts[i]["tost_p_value"] for i in tested], method=method)[1]
+    for i, p, tost_p in zip(tested, p_adjusted, tost_adjusted):
+        out[i] = _decide_paired({**verdicts[i], "p_adjusted": float(p), "tost_p_adjusted": float(tost_p),
+                                 "family": family, "family_size": len(tested), "adjustment": method})
+    return out
 
 
 # -- does the conclusion depend on the threshold? ----------------------------------------------------
@@ -423,25 +472,68 @@ def conclusion_stability(residuals_a: np.ndarray, residuals_b: np.ndarray, opera
                      "fraction_b": test["fraction_b"], "difference": test["difference"],
                      "sign": int(np.sign(test["difference"])), "p_value": test["p_value"],
                      "significant": bool(test["p_value"] is not None and test["p_value"] < alpha)})
+    return {"names": [name_a, name_b], "band": [float(band[0]), float(band[1])], "operating_point": operating_point,
+            "alpha": alpha, "thresholds": rows, **_band_summary(rows, band, (name_a, name_b))}
+
+
+def _band_summary(rows: list[dict[str, Any]], band: Sequence[float], names: tuple[str, str], unit: str = ""
+                  ) -> dict[str, Any]:
+    """flips, significant_flip, n_significant and the statement of a band's rows (each with sign, significant)."""
+    name_a, name_b = names
     signs = {row["sign"] for row in rows} - {0}
     significant_signs = {row["sign"] for row in rows if row["significant"]} - {0}
     n_significant = sum(row["significant"] for row in rows)
     flips, significant_flip = len(signs) == 2, len(significant_signs) == 2
     if significant_flip:
         statement = (f"the conclusion reverses within {band[0]:g}x to {band[1]:g}x the operating point: "
-                     f"{name_a} > {name_b} significantly at some thresholds and {name_b} > {name_a} at others")
+                     f"{name_a} > {name_b} significantly{unit} at some thresholds and {name_b} > {name_a} at others")
     elif flips:
         statement = (f"the sign of the difference changes within {band[0]:g}x to {band[1]:g}x the operating point "
-                     f"(significant at {n_significant} of {len(rows)} thresholds, never both ways)")
+                     f"(significant{unit} at {n_significant} of {len(rows)} thresholds, never both ways)")
     elif signs:
         leader = f"{name_a} > {name_b}" if signs == {1} else f"{name_b} > {name_a}"
         statement = (f"{leader} at every threshold from {band[0]:g}x to {band[1]:g}x the operating point "
-                     f"(significant at {n_significant} of {len(rows)})")
+                     f"(significant{unit} at {n_significant} of {len(rows)})")
     else:
         statement = f"equal valid fractions at every threshold from {band[0]:g}x to {band[1]:g}x the operating point"
-    return {"names": [name_a, name_b], "band": [float(band[0]), float(band[1])], "operating_point": operating_point,
-            "alpha": alpha, "thresholds": rows, "flips": flips, "significant_flip": significant_flip,
-            "n_significant": n_significant, "statement": statement}
+    return {"flips": flips, "significant_flip": significant_flip, "n_significant": n_significant,
+            "statement": statement}
+
+
+def stability_over_seeds(fractions_a: np.ndarray, fractions_b: np.ndarray, thresholds: np.ndarray,
+                         band: tuple[float, float] = PLAUSIBLE_BAND, alpha: float = 0.05,
+                         names: Sequence[str] = ("A", "B")) -> dict[str, Any]:
+    """:func:`conclusion_stability` with the training seed as the unit: (S, T) valid fractions of each model's
+    run of seed s (rows paired by seed) at thresholds (T,).
+
+    At each threshold: each model's mean fraction over seeds, the mean paired difference, its sign, how many
+    seeds' differences share that sign, and the paired t test over seeds (``scipy.stats.ttest_rel``; None with
+    fewer than 2 seeds or no spread, :func:`no_spread`). Images of one run, and points of one path, are not
+    independent replicates of a model kind; seeds are. The p-values are a sensitivity check across correlated
+    thresholds, not a family of further claims.
+    """
+    name_a, name_b = _names(names)
+    _check_alpha(alpha)
+    a, b = np.asarray(fractions_a, dtype=np.float64), np.asarray(fractions_b, dtype=np.float64)
+    thresholds = np.asarray(thresholds, dtype=np.float64).ravel()
+    if a.ndim != 2 or a.shape != b.shape or a.shape[1] != thresholds.size or a.shape[0] == 0:
+        raise AtlasError(f"need two (seeds, {thresholds.size}) arrays of valid fractions, got {a.shape} and {b.shape}")
+    rows = []
+    for threshold, column_a, column_b in zip(thresholds, a.T, b.T):
+        differences = column_a - column_b
+        constant = no_spread(differences)
+        mean = float(differences.mean())
+        sign = 0 if constant and abs(mean) <= SPREAD_TOLERANCE else int(np.sign(mean))
+        p = None if len(differences) < 2 or constant else float(ttest_rel(column_a, column_b).pvalue)
+        rows.append({"threshold": float(threshold), "fraction_a": float(column_a.mean()),
+                     "fraction_b": float(column_b.mean()), "difference": mean, "sign": sign,
+                     "seeds_agreeing": int(np.sum(np.sign(differences) == sign)) if sign else 0,
+                     "p_value": p, "significant": bool(p is not None and p < alpha)})
+    unanimous = sum(row["sign"] != 0 and row["seeds_agreeing"] == len(a) for row in rows)
+    summary = _band_summary(rows, band, (name_a, name_b), unit=" over seeds")
+    summary["statement"] += f"; every one of the {len(a)} seeds agrees in sign at {unanimous} of {len(rows)}"
+    return {"names": [name_a, name_b], "band": [float(band[0]), float(band[1])], "alpha": alpha,
+            "n_seeds": int(len(a)), "thresholds": rows, "unanimous": unanimous, **summary}
 
 
 def compare_validity(residuals_a: np.ndarray, residuals_b: np.ndarray, operating_point: float,

@@ -17,7 +17,7 @@ import numpy as np
 from scipy.stats import ttest_1samp, ttest_rel
 
 from ..errors import AtlasError
-from .evidence import paired_difference_verdict
+from .evidence import no_spread, paired_difference_verdict
 
 
 def _finite(values: Mapping[int, float | None]) -> dict[int, float]:
@@ -27,7 +27,8 @@ def _finite(values: Mapping[int, float | None]) -> dict[int, float]:
 def over_seeds(values: Mapping[int, float | None], confidence: float = 0.95) -> dict[str, Any]:
     """Per-seed values (seed -> value; None or NaN are left out), n, mean, sample sd and a t interval of the mean.
 
-    With one seed there is no spread and no interval (None); with none, everything is None.
+    With one seed there is no spread and no interval (None); with none, everything is None. Values equal up to
+    rounding (:func:`~latent_atlas.analysis.evidence.no_spread`) have no interval either (None, not [m, m]).
     """
     kept = _finite(values)
     array = np.array(list(kept.values()))
@@ -38,11 +39,9 @@ def over_seeds(values: Mapping[int, float | None], confidence: float = 0.95) -> 
     out["mean"] = float(array.mean())
     if len(kept) >= 2:
         out["sd"] = float(array.std(ddof=1))
-        if out["sd"] > 0:
+        if not no_spread(array):
             interval = ttest_1samp(array, 0.0).confidence_interval(confidence)
             out["low"], out["high"] = float(interval.low), float(interval.high)
-        else:
-            out["low"] = out["high"] = out["mean"]
     return out
 
 
@@ -58,11 +57,11 @@ def paired_over_seeds(a: Mapping[int, float | None], b: Mapping[int, float | Non
                            "b": over_seeds({s: b[s] for s in seeds}, confidence),
                            "difference": over_seeds({s: a[s] - b[s] for s in seeds}, confidence)}
     if len(seeds) < 2:
-        out["verdict"] = {"kind": "too_few", "verdict": f"one training seed ({len(seeds)}) cannot decide",
+        out["verdict"] = {"kind": "too_few", "verdict": f"{len(seeds)} paired training seed(s) cannot decide",
                           "statement": f"only {len(seeds)} paired seed(s): no test over seeds is possible"}
         return out
     x, y = np.array([a[s] for s in seeds]), np.array([b[s] for s in seeds])
-    if np.ptp(x - y) > 0:
+    if not no_spread(x - y):
         interval = ttest_rel(x, y).confidence_interval(confidence)
         out["difference"]["low"], out["difference"]["high"] = float(interval.low), float(interval.high)
     out["verdict"] = paired_difference_verdict(x, y, margin=margin, alpha=1 - confidence, names=names)

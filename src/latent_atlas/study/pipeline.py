@@ -11,7 +11,14 @@ from typing import Any
 from ..graph import Task, run_tasks
 from ..training.tracking import open_tracker
 from . import analyses as _registered  # noqa: F401  (registers the analyses)
-from .aggregates import compare_models, curves_over_setting, quantity_params, validity_evidence
+from .aggregates import (
+    COMPARE_VERSION,
+    EVIDENCE_VERSION,
+    compare_models,
+    curves_over_setting,
+    quantity_params,
+    validity_evidence,
+)
 from .config import StudyConfig
 from .datasets import DATASET_ANALYSES
 from .plan import GraphBuilder, RunTasks
@@ -58,7 +65,7 @@ def study_graph(config: StudyConfig, with_report: bool = True, tracking: str = "
             f"aggregate-{comparison.name}", "aggregate", compare_models,
             {"runs": _run_rows(members), "models": list(config.models),
              "quantities": quantity_params(comparison.quantities), "path": f"aggregates/{comparison.name}.json"},
-            {name: task for r in members for name, task in _analysis_inputs(r).items()})
+            {name: task for r in members for name, task in _analysis_inputs(r).items()}, version=COMPARE_VERSION)
     for kind in config.datasets:
         members = [r for r in runs.values() if CORE in r.spec.groups and r.spec.data_kind == kind
                    and r.spec.model_kind in config.models]
@@ -69,7 +76,7 @@ def study_graph(config: StudyConfig, with_report: bool = True, tracking: str = "
             f"aggregate-evidence-{kind}", "aggregate", validity_evidence,
             {"runs": _run_rows(members), "models": list(config.models), "oracle": oracle.params["path"],
              "band": list(EVIDENCE_BAND), "path": f"aggregates/evidence-{kind}.json"},
-            {name: task for r in members for name, task in _analysis_inputs(r).items()})
+            {name: task for r in members for name, task in _analysis_inputs(r).items()}, version=EVIDENCE_VERSION)
     for curve in CURVES:
         members = [r for r in runs.values() if curve.group in r.spec.groups]
         if not members:
@@ -77,7 +84,7 @@ def study_graph(config: StudyConfig, with_report: bool = True, tracking: str = "
         aggregates[curve.name] = Task(
             f"aggregate-{curve.name}", "aggregate", curves_over_setting,
             {"runs": _run_rows(members), "setting": curve.setting, "quantities": quantity_params(curve.quantities),
-             "path": f"aggregates/{curve.name}.json"},
+             "trend_from": curve.trend_from, "path": f"aggregates/{curve.name}.json"},
             {name: task for r in members for name, task in _analysis_inputs(r).items()})
     from ..report.build import ReportBuilder
     from .report_task import draw_report_section, write_report
