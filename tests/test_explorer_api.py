@@ -474,6 +474,8 @@ BAD_REQUESTS = {
     "compass code with NaN": ("post", "/api/runs/vae/compass", {"code": [0, "NaN", 0]}, "number"),
     "compass step of zero": ("post", "/api/runs/vae/compass", {"code": [0, 0, 0], "step": 0}, "greater than 0"),
     "compass step not finite": ("post", "/api/runs/vae/compass", '{"code": [0, 0, 0], "step": 1e400}', "finite"),
+    "compass step too small to measure": ("post", "/api/runs/vae/compass", {"code": [0, 0, 0], "step": 1e-30},
+                                          "a thousandth of this run's default"),
     "compass without a code": ("post", "/api/runs/vae/compass", {"step": 0.1}, "code: Field required"),
     "correspond to an unknown run": ("post", "/api/runs/vae/correspond", {"target": "nope", "codes": [[0, 0, 0]]},
                                      "'vae' or 'ae'"),

@@ -352,6 +352,48 @@ def test_a_study_folder_lists_its_runs_any_two_compare_and_verdicts_colour_the_s
     assert urllib.parse.unquote(page.url).count("colour=valid") == 1
 
 
+def test_the_last_of_two_quick_run_choices_wins_everywhere(server_url, session):
+    """The first choice's codes arrive only after the second choice has been shown (delayed here): the page must
+    end on the second, in every panel, not on whichever load finished last."""
+    page = session.page
+    open_explorer(page, server_url)
+
+    def slow(route):
+        time.sleep(1.5)
+        route.continue_()
+
+    page.route(f"**/api/runs/{COPY}/codes*", slow)
+    page.select_option("#run-a", COPY)
+    page.select_option("#run-a", AE)
+    wait_until(page, f"window.atlasExplorer.state.run === '{AE}'")
+    page.wait_for_timeout(2500)  # the delayed choice has finished loading by now
+    wait_until(page, "document.getElementById('status').textContent === ''")
+    assert page.evaluate("window.atlasExplorer.state.run") == AE
+    assert page.locator("#run-a").input_value() == AE
+    assert page.locator("#decoded-panels h3").nth(0).inner_text().startswith(AE)
+    assert f"run={AE}" in urllib.parse.unquote(page.url)
+    page.unroute(f"**/api/runs/{COPY}/codes*")
+
+
+def test_a_link_to_an_unknown_run_says_so(server_url, session):
+    page = session.page
+    page.goto(f"{server_url}/#run=nope&other={AE}")
+    page.wait_for_selector("body[data-ready='1']", timeout=TIMEOUT_MS)
+    wait_until(page, "document.getElementById('status').textContent.includes('nope')")
+    assert "does not serve" in page.locator("#status").inner_text()
+
+    # hand-edited values the page cannot use are named, not read as zeros or silently dropped
+    page.goto("about:blank")
+    page.goto(f"{server_url}/#run={VAE}&other={AE}&code=%2C%2C&slice=1%2C1")
+    page.wait_for_selector("body[data-ready='1']", timeout=TIMEOUT_MS)
+    wait_until(page, "document.getElementById('status').textContent.includes('could not be used')")
+    message = page.locator("#status").inner_text()
+    assert "code (3 numbers expected)" in message and "slice (two different axes" in message
+    info = api_get(server_url, f"/api/runs/{VAE}")
+    assert page.evaluate("window.atlasExplorer.state.code") == info["code_median"]  # not (0, 0, 0)
+    assert page.evaluate("window.atlasExplorer.state.sliceAxes") == [0, 1]
+
+
 def test_compass_arrows_appear_and_stepping_moves_the_intended_factor(server_url, session):
     page = session.page
     open_explorer(page, server_url)
@@ -428,6 +470,51 @@ def test_the_page_state_round_trips_through_the_url(server_url, session):
     assert page.locator("#path-strip canvas").count() == 7
 
 
+def test_a_scatter_click_that_plotly_repeats_while_rendering_sets_the_end_once(server_url, session):
+    """Plotly's 3-D scene emits plotly_click from its render loop while the button is down, so a restyle made by the
+    handler renders and emits it again. Emulated here: for 250 ms after the press, every restyle of the scatter
+    re-emits the click. Handled inside the dispatch this overflowed the stack; handled later but every time, the
+    repeat would move the code after "set A"."""
+    page = session.page
+    errors = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    open_explorer(page, server_url)
+    code_before = current_code(page)
+    page.evaluate("""() => {
+      const original = Plotly.restyle, gd = document.getElementById('scatter');
+      window.repeatedClicks = 0;
+      window.buttonUpAt = 0;
+      window.restyledInsideClick = 0;
+      let dispatching = 0;
+      const emit = gd.emit.bind(gd);
+      gd.emit = (name, data) => {
+        dispatching += name === 'plotly_click';
+        try { return emit(name, data); } finally { dispatching -= name === 'plotly_click'; }
+      };
+      Plotly.restyle = function (...args) {
+        if (args[0] === 'scatter' && dispatching) window.restyledInsideClick += 1;
+        const result = original.apply(this, args);
+        if (args[0] === 'scatter' && performance.now() < window.buttonUpAt && window.restyledInsideClick < 50) {
+          window.repeatedClicks += 1;
+          gd.emit('plotly_click', {points: [{curveNumber: 0, pointNumber: window.repeatClick}]});
+        }
+        return result;
+      };
+    }""")
+    page.check("input[name='click-target'][value='a']")
+    page.evaluate("window.repeatClick = 7; window.buttonUpAt = performance.now() + 250")
+    emit_click(page, 7)
+    wait_until(page, "window.atlasExplorer.state.clickTarget === 'code'")
+    page.wait_for_timeout(300)
+    assert errors == []
+    assert page.evaluate("window.repeatedClicks") >= 1  # the emulation did re-emit
+    assert page.evaluate("window.restyledInsideClick") == 0  # nothing renders inside Plotly's dispatch
+    state = page.evaluate("({ends: window.atlasExplorer.state.pathEnds, codes: window.atlasExplorer.state.data"
+                          ".get(window.atlasExplorer.state.run).codes})")
+    assert state["ends"]["a"] == state["codes"][7]
+    assert current_code(page) == code_before  # the repeats did not also pick the point as the code
+
+
 def test_a_click_on_the_scatter_or_the_plane_sets_a_path_end(server_url, session):
     page = session.page
     open_explorer(page, server_url)
@@ -482,9 +569,17 @@ def test_the_path_and_the_decoded_image_export_as_png_and_csv(server_url, sessio
         page.click("#export-strip")
     width, height = png_size(Path(got.value.path()).read_bytes())
     assert got.value.suggested_filename == "path-line.png"
-    assert width == 4 + 12 * (12 * 4 + 4) and height == 4 + 2 * (16 + 12 * 4 + 4)  # 12 images a row, 2 rows, x4
+    # 12 images a row, 2 rows, x4, a 6 px gap, a 16 px label above and a 14 px step number under each row
+    assert width == 6 + 12 * (12 * 4 + 6) and height == 6 + 2 * (16 + 12 * 4 + 14 + 6)
+    from PIL import Image
+
+    strip = np.asarray(Image.open(got.value.path()).convert("RGB")).astype(int)
+    for k in range(2):
+        top = 6 + k * (16 + 48 + 14 + 6) + 16
+        framed = [tuple(strip[top + 24, 6 + n * 54 - 2]) == (214, 39, 40) for n in range(12)]
+        assert framed == [not v for v in path["decoded"][k]["valid"]]  # a red frame exactly round the invalid ones
 
     with page.expect_download() as got:
         page.click("#export-decoded")
     assert got.value.suggested_filename == f"decoded-{VAE}.png"
-    assert png_size(Path(got.value.path()).read_bytes()) == (4 + 12 * 8 + 4, 4 + 16 + 12 * 8 + 4)
+    assert png_size(Path(got.value.path()).read_bytes()) == (6 + 12 * 8 + 6, 6 + 16 + 12 * 8 + 6)

@@ -34,14 +34,26 @@ def test_the_stencil_is_the_code_then_plus_and_minus_each_axis():
 def test_central_differences_are_exact_for_quadratics():
     rng = np.random.default_rng(0)
     linear, quadratic = rng.normal(size=(2, 4)), rng.normal(size=(2, 4, 4))  # two factors over a 4-D code
-    z = rng.normal(size=4)
+    z = np.round(rng.normal(size=4) * 64) / 64  # z and z +- 0.25 are exact in float32, the stencil's precision
 
     def f(codes: np.ndarray) -> np.ndarray:  # (N, 4) -> (N, 2)
         return codes @ linear.T + np.einsum("ni,kij,nj->nk", codes, quadratic, codes)
 
-    gradient = central_gradient(f(stencil(z, 0.3)), 0.3)  # (2, 4)
+    gradient = central_gradient(f(stencil(z, 0.25)), stencil(z, 0.25))  # (2, 4)
     expected = linear + np.einsum("kij,j->ki", quadratic + quadratic.transpose(0, 2, 1), z)
     np.testing.assert_allclose(gradient, expected, atol=1e-12)
+
+
+def test_the_stencil_is_what_the_decoder_gets_and_the_gradient_uses_the_steps_taken():
+    z = np.array([1.0, 3.0])
+    codes = stencil(z, 1e-4)  # 1 + 1e-4 is not a float32: the step taken differs from the one asked by ~1e-4 of it
+    np.testing.assert_array_equal(codes, codes.astype(np.float32))
+    taken = np.diag(codes[1::2] - codes[2::2])
+    assert not np.allclose(taken, 2e-4, rtol=1e-9, atol=0) and np.allclose(taken, 2e-4, rtol=1e-3)
+    slope = np.array([[2.0, -3.0]])
+    np.testing.assert_allclose(central_gradient(codes @ slope.T, codes), slope, rtol=1e-12)  # exact for a line
+    with pytest.raises(AtlasError, match="too small for this code in float32"):
+        stencil(np.array([1000.0, 0.0]), 1e-6)  # 1000 +- 1e-6 rounds back to 1000 in float32
 
 
 def test_units_are_log_variances_rho_and_log_df():

@@ -16,6 +16,7 @@ from ..errors import AtlasError
 from ..verdicts import Verdict
 
 LOG_FACTORS = ("var_x", "var_y", "df")
+STEP_ROUNDING = 0.01  # a stencil step may differ from the one asked by this fraction after float32 rounding
 
 
 def unit_name(factor: str) -> str:
@@ -31,7 +32,12 @@ def in_units(factor_names: tuple[str, ...], factors: np.ndarray) -> np.ndarray:
 
 
 def stencil(code: np.ndarray, step: float) -> np.ndarray:
-    """(D,) code -> (2D + 1, D): the code, then code + step e_i and code - step e_i for each axis i in turn."""
+    """(D,) code -> (2D + 1, D): the code, then code + step e_i and code - step e_i for each axis i in turn, each
+    rounded to float32, the precision the decoder is given (so these are exactly the codes decoded).
+
+    A step so small against the code that rounding moves it by more than ``STEP_ROUNDING`` of itself is refused:
+    code +- step would round back onto (or next to) the code, and a difference quotient over the requested step
+    would divide the decoder's rounding by a step it never took."""
     code = np.asarray(code, dtype=np.float64)
     if code.ndim != 1 or not np.all(np.isfinite(code)):
         raise AtlasError(f"a compass needs one finite code of shape (D,), got shape {code.shape}")
@@ -39,14 +45,27 @@ def stencil(code: np.ndarray, step: float) -> np.ndarray:
         raise AtlasError(f"the compass step must be a positive finite number, got {step}")
     offsets = step * np.eye(len(code))  # (D, D)
     pairs = np.stack([code + offsets, code - offsets], axis=1).reshape(-1, len(code))  # (2D, D): +e0, -e0, +e1, ...
-    return np.vstack([code, pairs])
+    codes = np.vstack([code, pairs]).astype(np.float32).astype(np.float64)  # (2D + 1, D)
+    taken = _spacings(codes) / 2.0  # (D,) the step each axis really takes
+    if np.any(np.abs(taken - step) > STEP_ROUNDING * step):
+        smallest = float(np.abs(code).max() * np.finfo(np.float32).eps / STEP_ROUNDING)
+        raise AtlasError(f"the compass step {step:g} is too small for this code in float32 (the decoder's precision): "
+                         f"use a step of at least {smallest:.2g}")
+    return codes
 
 
-def central_gradient(values: np.ndarray, step: float) -> np.ndarray:
-    """(2D + 1, K) values on the ``stencil`` -> (K, D) central-difference gradient."""
+def _spacings(codes: np.ndarray) -> np.ndarray:
+    """(2D + 1, D) stencil codes -> (D,) (code + step e_i)_i - (code - step e_i)_i."""
+    d = codes.shape[1]
+    return codes[1::2][np.arange(d), np.arange(d)] - codes[2::2][np.arange(d), np.arange(d)]
+
+
+def central_gradient(values: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """(2D + 1, K) values on the ``stencil`` ``codes`` (2D + 1, D) -> (K, D) central-difference gradient, each axis
+    divided by the spacing its two codes really have."""
     values = np.asarray(values, dtype=np.float64)
     plus, minus = values[1::2], values[2::2]  # (D, K) each
-    return ((plus - minus) / (2.0 * step)).T
+    return ((plus - minus) / _spacings(np.asarray(codes, dtype=np.float64))[:, None]).T
 
 
 @dataclass(frozen=True)
@@ -85,6 +104,6 @@ class Compass:
 def compass_from(code: np.ndarray, step: float, verdict: Verdict) -> Compass:
     """The compass from the oracle's verdict on ``stencil(code, step)``'s decodes."""
     values = in_units(verdict.factor_names, verdict.factors)  # (2D + 1, K)
-    gradient = central_gradient(values, step) if np.all(verdict.shape_ok) else None
+    gradient = central_gradient(values, stencil(code, step)) if np.all(verdict.shape_ok) else None
     return Compass(code=np.asarray(code, dtype=np.float64), step=float(step), factor_names=verdict.factor_names,
                    value=values[0], gradient=gradient, verdict=verdict)

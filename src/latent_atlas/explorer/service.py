@@ -40,6 +40,7 @@ METRIC_KEYS = ("test_frobenius", "test_elbo")
 RUNS_FOLDER = "runs"
 STUDY_ORACLE_FOLDER = "oracle"
 COMPASS_STEP_SPACINGS = 0.5  # default finite-difference step, in code spacings
+MIN_COMPASS_STEP = 1e-3  # the smallest step a compass takes, as a fraction of the default
 VERDICT_CHUNK = 512  # reconstructions per model-thread job when colouring the scatter by verdict
 
 
@@ -355,6 +356,10 @@ class RunSession:
     def compass_codes(self, code: np.ndarray, step: float | None) -> tuple[np.ndarray, float]:
         """The (2D + 1, D) finite-difference stencil around ``code`` and its step (default: half a code spacing)."""
         step = self.compass_step if step is None else float(step)
+        if step < MIN_COMPASS_STEP * self.compass_step:
+            raise AtlasError(f"a compass step of {step:g} is below {MIN_COMPASS_STEP * self.compass_step:.2g}, a "
+                             f"thousandth of this run's default ({self.compass_step:.3g}, half a code spacing): the "
+                             "oracle fits factors to about 1e-7, so smaller steps measure the fit, not the decoder")
         return stencil(self.check_codes(np.asarray(code)[None])[0], step), step
 
     @staticmethod

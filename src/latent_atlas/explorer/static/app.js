@@ -13,8 +13,10 @@
   const ARROW_PIXELS = 56;
   const EXTRAPOLATING = 3;  // code spacings from the run's nearest code beyond which the alignment extrapolates
   const STEP_CAP_SPACINGS = 5;
+  const CLICK_REPEAT_MS = 400;  // a second plotly_click on the same point within this is the same press
 
   const state = {
+    notice: "",         // a note for the status line once the next decode is shown (e.g. a capped step)
     listing: [],        // every run found (/api/runs)
     limits: null,
     info: new Map(),    // run id -> full run info (loaded runs)
@@ -113,7 +115,9 @@
 
   const numbers = (text, n) => {
     if (!text) return null;
-    const values = text.split(",").map(Number);
+    const pieces = text.split(",");
+    if (pieces.some((piece) => piece.trim() === "")) return null;  // Number("") is 0, not a number the link gave
+    const values = pieces.map(Number);
     return values.length === n && values.every(Number.isFinite) ? values : null;
   };
   const numberText = (values) => values.map((v) => Number(v.toPrecision(6))).join(",");
@@ -197,11 +201,14 @@
     canvas.toBlob((blob) => download(blob, name), "image/png");
   }
 
-  // Sources (H x W canvases) scaled up by nearest neighbour onto one canvas: rows of images with a label above each.
+  // Sources (H x W canvases) scaled up by nearest neighbour onto one canvas: rows of images with a label above each,
+  // a red frame round each image the row's `invalid` (one boolean per image) marks, and the rows' `captions` (one
+  // string per image, e.g. the step) under the images.
   function composeRows(rows, scale) {
-    const gap = 4, label = 16;
+    const gap = 6, label = 16, caption = 14;
+    const below = (r) => (r.captions ? caption : 0);
     const w = Math.max(...rows.map((r) => r.images.reduce((sum, c) => sum + c.width * scale + gap, gap)));
-    const h = rows.reduce((sum, r) => sum + label + Math.max(...r.images.map((c) => c.height)) * scale + gap, gap);
+    const h = rows.reduce((sum, r) => sum + label + Math.max(...r.images.map((c) => c.height)) * scale + below(r) + gap, gap);
     const out = el("canvas", {width: String(w), height: String(h)});
     const ctx = out.getContext("2d");
     ctx.fillStyle = "#ffffff";
@@ -214,11 +221,21 @@
       ctx.fillText(row.label, gap, y + 12);
       y += label;
       let x = gap;
-      for (const c of row.images) {
+      const tallest = Math.max(...row.images.map((c) => c.height)) * scale;
+      row.images.forEach((c, i) => {
         ctx.drawImage(c, x, y, c.width * scale, c.height * scale);
+        if (row.invalid && row.invalid[i]) {
+          ctx.strokeStyle = "#d62728";
+          ctx.lineWidth = 3;
+          ctx.strokeRect(x - 1.5, y - 1.5, c.width * scale + 3, c.height * scale + 3);
+        }
+        if (row.captions) {
+          ctx.fillStyle = "#1d2330";
+          ctx.fillText(row.captions[i], x, y + tallest + caption - 2);
+        }
         x += c.width * scale + gap;
-      }
-      y += Math.max(...row.images.map((c) => c.height)) * scale + gap;
+      });
+      y += tallest + below(row) + gap;
     }
     return out;
   }
@@ -226,14 +243,21 @@
   function exportDecoded(k) {
     const canvas = $(`decoded-image${suffix(k)}`);
     const id = k === 0 ? state.run : state.other;
-    canvasDownload(composeRows([{label: `${id}: decoded`, images: [canvas]}], 8), `decoded-${id}.png`);
+    const badge = $(`validity${suffix(k)}`);
+    const verdict = badge.dataset.valid === "false" ? `not a valid heatmap (${badge.dataset.failure})` : badge.textContent;
+    const what = k === 0 ? "decoded" : "decoded at the corresponding point";
+    canvasDownload(composeRows([{label: `${id}: ${what}; ${verdict}`, images: [canvas],
+      invalid: [badge.dataset.valid === "false"]}], 8), `decoded-${id}.png`);
   }
 
   function exportStrip() {
     if (!state.path) return;
     const rows = state.path.decoded.map((answer, k) => ({
-      label: `${state.path.order[k]}: ${state.path.kind} path`,
+      label: `${state.path.order[k]}: ${k === 0 ? `${state.path.kind} path, decoded along it`
+        : "decoded at the corresponding points"} (red frame: not a valid heatmap)`,
       images: Array.from(document.querySelectorAll(`#path-strip${suffix(k)} canvas`)),
+      invalid: answer.valid === null ? null : answer.valid.map((v) => !v),
+      captions: answer.images.map((_, n) => String(n)),
     }));
     canvasDownload(composeRows(rows, 4), `path-${state.path.kind}.png`);
   }
@@ -362,7 +386,8 @@
     try {
       const answer = await api(runPath(state.run, "decode"), {codes: [code]});
       showDecoded(0, answer, 0);
-      status("");
+      status(state.notice, false);  // a note on the move that led here, or nothing
+      state.notice = "";
     } catch (error) {
       status(`Decoding failed: ${error.message}`);
     }
@@ -452,7 +477,9 @@
     const length = norm(move);
     if (length > cap) {
       move = move.map((x) => (x * cap) / length);
-      status(`Step capped at ${STEP_CAP_SPACINGS} code spacings: ${c.units[k]} barely changes here.`, false);
+      state.notice = `Step capped at ${STEP_CAP_SPACINGS} code spacings: a change of ${fmt(Math.abs(delta))} in ` +
+        `${c.units[k]} would need ${fmt(length / info().code_spacing, 1)} spacings at its gradient here ` +
+        `(${fmt(Math.sqrt(g2), 3)} per code unit).`;
     }
     setCode(c.code.map((x, i) => x + move[i]), null);
   }
@@ -634,9 +661,18 @@
 
   function wireScatterEvents() {
     const gd = $("scatter");
+    // Plotly's 3-D scene emits the click from its render loop while the button is still down, and every render
+    // until the button is up emits it again: a restyle made inside the handler renders, so it would recurse (a
+    // stack overflow), and one made later would see a second click (after "set A", one that moves the code).
+    // So the handler acts after Plotly's dispatch, once per press of a point.
+    let lastClick = {index: -1, time: 0};
     gd.on("plotly_click", (event) => {
       const point = event && event.points && event.points[0];
-      if (point && point.curveNumber === 0) pickIndex(point.pointNumber);
+      if (!point || point.curveNumber !== 0) return;
+      const index = point.pointNumber, now = performance.now();
+      if (index === lastClick.index && now - lastClick.time < CLICK_REPEAT_MS) return;
+      lastClick = {index, time: now};
+      setTimeout(() => pickIndex(index), 0);
     });
     gd.on("plotly_hover", (event) => {
       const point = event && event.points && event.points[0];
@@ -1093,13 +1129,19 @@
       : `latent axes of ${run.id}`;
   }
 
-  // Show `runId` (and compare it with `otherId`); `restore` holds the state read from the URL, if any.
-  async function chooseRuns(runId, otherId, restore = null) {
-    const runChanged = runId !== state.run;
+  // Show `runId` (and compare it with `otherId`); `restore` holds the state read from the URL, if any, and
+  // `notice` a message to leave on the status line once shown. Only the latest call shows anything: one that a
+  // newer call overtook while it was loading stops there, so quick picks cannot leave a mix of two runs.
+  let chooseTicket = 0;
+  async function chooseRuns(runId, otherId, restore = null, notice = "") {
+    const ticket = ++chooseTicket;
+    const overtaken = () => ticket !== chooseTicket;
     status(`Loading ${[runId, otherId].filter(Boolean).join(" and ")}…`, false);
     const run = await loadRun(runId);
     await loadCodes(runId);
     if (otherId) await loadRun(otherId);
+    if (overtaken()) return;
+    const runChanged = runId !== state.run;
     state.run = runId;
     state.other = otherId;
     state.alignment = null;
@@ -1117,7 +1159,8 @@
       state.sliceAxes = [0, Math.min(1, run.latent_dim - 1)];
       state.code = run.code_median.slice();
       defaultPathEnds(run);
-      if (restore) applyRestore(restore, run);
+      const ignored = restore ? applyRestore(restore, run) : [];
+      if (ignored.length) notice = `${notice} The link's ${ignored.join(", ")} could not be used.`.trim();
       fillAxisSelect($("slice-a"), state.sliceAxes[0]);
       fillAxisSelect($("slice-b"), state.sliceAxes[1]);
       fillAxisSelect($("path-axis-1"), restore && restore.arc ? restore.arc[0] : 0);
@@ -1128,6 +1171,7 @@
       showPathEnds();
       describeRun();
       await drawScatter();
+      if (overtaken()) return;
     } else if (state.path) {
       clearPath();
     }
@@ -1138,19 +1182,33 @@
     saveHash();
     status("");
     await runDecode();
+    if (notice && !overtaken()) status(notice);
   }
 
+  // Applies what the link says; returns the names of the link's entries it could not use.
   function applyRestore(restore, run) {
     const d = run.latent_dim;
+    const ignored = [];
     const code = numbers(restore.get("code"), d);
     if (code) state.code = code;
+    else if (restore.has("code")) ignored.push(`code (${d} numbers expected)`);
     const image = Number(restore.get("image"));
-    if (restore.has("image") && Number.isInteger(image) && image >= 0 && image < run.n_codes) state.source = image;
+    if (restore.has("image") && restore.get("image") !== "" && Number.isInteger(image) && image >= 0 && image < run.n_codes) {
+      // the image's code is what the link's code should be (to the 6 digits links keep); else it is not its source
+      const own = state.data.get(run.id).codes[image];
+      if (!code || own.every((v, i) => Math.abs(v - code[i]) <= 1e-5 * Math.max(1, Math.abs(v)))) {
+        state.source = image;
+        if (!code) state.code = own.slice();
+      }
+      else ignored.push(`image (#${image}'s code is not the link's code)`);
+    } else if (restore.has("image")) ignored.push(`image (an index in 0..${run.n_codes - 1} expected)`);
     const axes = numbers(restore.get("slice"), 2);
-    if (axes && axes.every((v) => Number.isInteger(v) && v >= 0 && v < d)) state.sliceAxes = axes;
+    if (axes && axes[0] !== axes[1] && axes.every((v) => Number.isInteger(v) && v >= 0 && v < d)) state.sliceAxes = axes;
+    else if (restore.has("slice")) ignored.push(`slice (two different axes in 0..${d - 1} expected)`);
     for (const key of ["a", "b", "center"]) {
       const end = numbers(restore.get(key), d);
       if (end) state.pathEnds[key] = end;
+      else if (restore.has(key)) ignored.push(`${key} (${d} numbers expected)`);
     }
     const kind = restore.get("path");
     if (["line", "angular", "isovariance"].includes(kind)) $("path-kind").value = kind;
@@ -1174,6 +1232,7 @@
     }
     const step = Number(restore.get("step"));
     if (step > 0) $("compass-delta").value = String(step);
+    return ignored;
   }
 
   async function start() {
@@ -1183,15 +1242,19 @@
     $("path-n").max = String(state.limits.max_path_points);
     const restore = readHash();
     const known = (id) => state.listing.some((r) => r.id === id && r.ready);
-    let runId = answer.default.a, otherId = answer.default.b;
+    let runId = answer.default.a, otherId = answer.default.b, notice = "";
     if (restore.has("run")) {
       if (known(restore.get("run"))) {
         runId = restore.get("run");
         const other = restore.get("other");
         const sameData = (id) => listed(id).dataset_hash === listed(runId).dataset_hash;
         otherId = other && other !== "none" && known(other) && other !== runId && sameData(other) ? other : null;
+        if (other && other !== "none" && !otherId) {
+          notice = `The link compares with ${other}, which ${!known(other) ? "this explorer does not serve"
+            : other === runId ? "is the run itself" : "was trained on other data"}; comparing with none.`;
+        }
       } else {
-        status(`The link names run ${restore.get("run")}, which this explorer does not serve; showing ${runId}.`);
+        notice = `The link names run ${restore.get("run")}, which this explorer does not serve; showing ${runId}.`;
       }
     }
     const colour = restore.get("colour");
@@ -1200,7 +1263,12 @@
     wirePaths();
     $("reset-code").addEventListener("click", () => setCode(info().code_median, null));
     $("encode-button").addEventListener("click", async () => {
-      const index = Number($("encode-index").value);
+      const typed = $("encode-index").value.trim();
+      const index = Number(typed);
+      if (typed === "" || !Number.isInteger(index)) {
+        status("Type an image index (a whole number) to encode.");
+        return;
+      }
       try {
         const found = await api(runPath(state.run, "encode"), {index});
         setCode(found.code, index);
@@ -1223,7 +1291,7 @@
       const id = $("run-b").value;
       chooseRuns(state.run, id === "none" ? null : id).catch((error) => status(`Could not compare with ${id}: ${error.message}`));
     });
-    await chooseRuns(runId, otherId, restore);
+    await chooseRuns(runId, otherId, restore, notice);
     wireScatterEvents();
     window.addEventListener("resize", () => drawPlane());
     if (restore.get("sampled") === "1") await samplePath();
