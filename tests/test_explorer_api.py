@@ -278,6 +278,19 @@ def test_compass_defaults_to_half_a_code_spacing(client):
     assert answer["step"] == pytest.approx(info["compass_step"]) and len(answer["shape_ok"]) == 7
 
 
+def test_a_compass_step_too_small_to_measure_is_raised_and_says_so(client):
+    info = client.get("/api/runs/vae").json()
+    tiny = client.post("/api/runs/vae/compass", json={"code": [0.2, -0.1, 0.3], "step": 1e-30}).json()
+    # a thousandth of the default, or 200 float32 spacings of the code's largest coordinate if that is more
+    assert tiny["step"] == pytest.approx(max(1e-3 * info["compass_step"], 200 * float(np.spacing(np.float32(0.3)))))
+    assert "raised from 1e-30" in tiny["message"]
+    far = client.post("/api/runs/vae/compass", json={"code": [-9931.76, 241.7, 9281.87]}).json()
+    assert far["step"] == pytest.approx(200 * float(np.spacing(np.float32(9931.76))))  # float32 can take it
+    assert "raised from" in far["message"]
+    plain = client.post("/api/runs/vae/compass", json={"code": [0.2, -0.1, 0.3], "step": 0.05}).json()
+    assert plain["step"] == 0.05 and "raised" not in plain["message"]
+
+
 def test_correspond_maps_through_the_alignment_and_decodes_in_the_target(client, run, runs_dir):
     codes = np.array([[0.1, 0.2, -0.3], [1.0, -1.0, 0.5]])
     answer = client.post("/api/runs/vae/correspond", json={"target": "ae", "codes": codes.tolist()}).json()
@@ -474,8 +487,6 @@ BAD_REQUESTS = {
     "compass code with NaN": ("post", "/api/runs/vae/compass", {"code": [0, "NaN", 0]}, "number"),
     "compass step of zero": ("post", "/api/runs/vae/compass", {"code": [0, 0, 0], "step": 0}, "greater than 0"),
     "compass step not finite": ("post", "/api/runs/vae/compass", '{"code": [0, 0, 0], "step": 1e400}', "finite"),
-    "compass step too small to measure": ("post", "/api/runs/vae/compass", {"code": [0, 0, 0], "step": 1e-30},
-                                          "a thousandth of this run's default"),
     "compass without a code": ("post", "/api/runs/vae/compass", {"step": 0.1}, "code: Field required"),
     "correspond to an unknown run": ("post", "/api/runs/vae/correspond", {"target": "nope", "codes": [[0, 0, 0]]},
                                      "'vae' or 'ae'"),
@@ -502,6 +513,20 @@ def test_bad_requests_are_4xx_with_a_reason(client, case):
         response = client.request(method, path, json=body)
     assert 400 <= response.status_code < 500, response.text
     assert reason in detail_text(response)
+
+
+def test_a_body_of_another_content_type_is_told_to_send_json(client):
+    response = client.post("/api/runs/vae/decode", content=b'{"codes": [[0, 0, 0]]}',
+                           headers={"Content-Type": "text/plain"})
+    assert response.status_code == 422
+    assert "Content-Type: application/json (got text/plain)" in detail_text(response)
+    assert client.post("/api/runs/vae/decode", json={"codes": [[0, 0, 0]]}).status_code == 200
+
+
+def test_the_openapi_description_is_for_users():
+    from latent_atlas.explorer.app import API_DESCRIPTION
+
+    assert "No logic of its own" not in API_DESCRIPTION and "application/json" in API_DESCRIPTION
 
 
 @pytest.mark.parametrize("shape", [(3, 2), (2, 6), (1, 6), (6,), (2, 3, 1), (1, 2)])

@@ -159,8 +159,14 @@ def _message(error: dict[str, Any]) -> str:
 
 
 async def validation_problem(request: Request, exc: RequestValidationError) -> JSONResponse:
-    """422 naming each field that failed; the offending input is not echoed (it may be huge, or NaN)."""
+    """422 naming each field that failed; the offending input is not echoed (it may be huge, or NaN). A body sent
+    with another content type than JSON is not read as JSON: the message says so rather than "not a dictionary"."""
     errors = [{"loc": list(e.get("loc", ())), "msg": _message(e), "type": str(e.get("type", ""))} for e in exc.errors()]
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if request.method == "POST" and content_type != "application/json" and any(e["loc"] == ["body"] for e in errors):
+        errors.insert(0, {"loc": ["header", "content-type"], "type": "content_type",
+                          "msg": f"send the body as JSON with Content-Type: application/json (got "
+                                 f"{content_type[:60] or 'none'})"})
     message = "; ".join(f"{_location(tuple(e['loc']))}: {e['msg']}" for e in errors[:5])
     return JSONResponse({"detail": errors, "message": message}, status_code=422)
 
@@ -178,6 +184,12 @@ async def internal_problem(request: Request, exc: Exception) -> JSONResponse:
     """500 for a bug; sent from outside every middleware, so it carries the security headers itself."""
     return JSONResponse({"detail": "internal server error"}, status_code=500, headers=SECURITY_HEADERS)
 
+
+API_DESCRIPTION = """The latent-atlas explorer's JSON API: every run the explorer serves (``/api/runs``), its codes,
+images and verdicts, and decoding any point of its latent space with the oracle's verdict on the decode (shape,
+range), paths, the factor compass and the alignment between two runs. Each run's endpoints are listed under
+``/api/runs/<id>/``, with request bodies exact for it (codes of its latent dimension, indices of its dataset).
+Bodies are JSON (``Content-Type: application/json``); invalid input is answered with a 4xx and a message."""
 
 TOO_LARGE = f"the request body is larger than the limit of {MAX_BODY_BYTES} bytes"
 
@@ -302,11 +314,13 @@ class RunRoutes:
         self.batchers = batchers
         self.max_batch = max_batch
         self.shortcuts: dict[str, Shortcut] = {}  # path -> the short way through the web stack (shortcut.py)
-        self.problems = {400: {"model": Problem, "description": "A body that is not JSON, or a bad Content-Length."},
+        self.problems = {400: {"model": Problem, "description": "A body that cannot be read (not text), or a bad "
+                                                                "Content-Length."},
                          409: {"model": Problem, "description": "The run cannot be served now (training not "
                                                                 "finished, files missing or corrupt)."},
                          413: {"model": Problem, "description": "Request body too large."},
-                         422: {"description": "Invalid input; the answer says what is wrong."}}
+                         422: {"description": "Invalid input, a body that is not valid JSON included; the answer "
+                                               "says what is wrong."}}
 
     async def session(self, run_id: str) -> RunSession:
         """The run, loaded on the model thread the first time it is asked for."""
@@ -407,14 +421,15 @@ class RunRoutes:
             central differences: the code and its 2D neighbours decoded in one batch, one oracle call."""
             session = await session_of(run_id)
             code = np.asarray(request.code, dtype=np.float64)
-            stencil_codes, step = session.compass_codes(code, request.step)
+            stencil_codes, step, note = session.compass_codes(code, request.step)
             decoded = await batcher.submit(stencil_codes.astype(np.float32))
             found = session.compass(code, step, decoded.decoded)
             return CompassResponse(
                 run=run_id, code=code.tolist(), step=step, factor_names=list(found.factor_names), units=found.units,
                 value=finite_or_none(found.value.tolist()),
                 gradient=None if found.gradient is None else finite_or_none(found.gradient.tolist()),
-                status=found.status, message=found.message(), shape_ok=found.verdict.shape_ok.tolist(),
+                status=found.status, message="; ".join(filter(None, (found.message(), note))),
+                shape_ok=found.verdict.shape_ok.tolist(),
                 in_range=found.verdict.in_range.tolist(), threshold=found.verdict.shape_threshold)
 
         @app.get(f"{prefix}/alignment", response_model=AlignmentInfo, responses=problems, tags=tags)
@@ -457,7 +472,7 @@ def build_app(explorer: Explorer, max_batch: int = 256,
         redoc_url=None,
         telemetry={"tracing": False, "metrics": False, "logs": False},  # a local tool reports to nobody
         version=__version__,
-        description=__doc__,
+        description=API_DESCRIPTION,
         exception_handlers={
             RequestValidationError: validation_problem,
             RunUnavailable: unavailable_problem,

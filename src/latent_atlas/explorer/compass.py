@@ -17,6 +17,7 @@ from ..verdicts import Verdict
 
 LOG_FACTORS = ("var_x", "var_y", "df")
 STEP_ROUNDING = 0.01  # a stencil step may differ from the one asked by this fraction after float32 rounding
+STEP_ULPS = 200  # a step of this many float32 spacings of the code rounds by at most 1 / 400 of itself
 
 
 def unit_name(factor: str) -> str:

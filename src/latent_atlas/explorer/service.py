@@ -33,7 +33,7 @@ from ..training import Run, load_run
 from ..training.run import CONFIG_FILE, LATENTS_FILE, METRICS_FILE, MODEL_FILE
 from ..verdicts import Verdict
 from .alignment import CodeAlignment, code_spacing
-from .compass import Compass, compass_from, stencil
+from .compass import STEP_ULPS, Compass, compass_from, stencil
 
 VIEW_DIMENSIONS = 3
 METRIC_KEYS = ("test_frobenius", "test_elbo")
@@ -353,14 +353,21 @@ class RunSession:
         images = decode(self.model, self.check_codes(codes))  # (B, H, W)
         return Decoded(images=images, verdict=self.oracle.verdict(images, novelty=False))
 
-    def compass_codes(self, code: np.ndarray, step: float | None) -> tuple[np.ndarray, float]:
-        """The (2D + 1, D) finite-difference stencil around ``code`` and its step (default: half a code spacing)."""
-        step = self.compass_step if step is None else float(step)
-        if step < MIN_COMPASS_STEP * self.compass_step:
-            raise AtlasError(f"a compass step of {step:g} is below {MIN_COMPASS_STEP * self.compass_step:.2g}, a "
-                             f"thousandth of this run's default ({self.compass_step:.3g}, half a code spacing): the "
-                             "oracle fits factors to about 1e-7, so smaller steps measure the fit, not the decoder")
-        return stencil(self.check_codes(np.asarray(code)[None])[0], step), step
+    def compass_codes(self, code: np.ndarray, step: float | None) -> tuple[np.ndarray, float, str]:
+        """The (2D + 1, D) finite-difference stencil around ``code``, the step taken and a note on it.
+
+        The step is the one asked (default: half a code spacing), raised where it would measure noise rather than
+        the decoder: to ``MIN_COMPASS_STEP`` of the default (the oracle fits factors to about 1e-7) and to
+        ``STEP_ULPS`` float32 spacings of the code's largest coordinate (code +- step must survive the decoder's
+        float32). The note says when it was raised ("" otherwise)."""
+        code = self.check_codes(np.asarray(code)[None])[0]
+        asked = self.compass_step if step is None else float(step)
+        resolution = float(np.spacing(np.float32(np.abs(code).max())))
+        taken = max(asked, MIN_COMPASS_STEP * self.compass_step, STEP_ULPS * resolution)
+        note = "" if taken == asked else (
+            f"the step was raised from {asked:.3g} to {taken:.3g}: a smaller one would measure the oracle's fit and "
+            "float32 rounding, not the decoder")
+        return stencil(code, taken), taken, note
 
     @staticmethod
     def compass(code: np.ndarray, step: float, decoded: Decoded) -> Compass:
