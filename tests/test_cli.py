@@ -88,6 +88,8 @@ def test_invalid_config_value_leaves_the_output_untouched(capsys, tmp_path):
         ("[data]\ndf_heavy = 0\n", "data.df_heavy"),
         ("[data.var_y]\nstart = 2.0\nstop = 1.0\nstep = 0.1\n", "empty range"),
         ("[data\n", "not valid TOML"),
+        ("[dta]\ngrid_size = 16\n", "unknown table [dta]; settings go in the tables [data], [model]"),
+        ("epochs = 3\n", "unknown top-level key 'epochs'"),
     ],
 )
 def test_each_invalid_data_config_is_one_line(capsys, tmp_path, toml, needle):

@@ -139,6 +139,8 @@ def bad_inputs(tmp_path, tiny_dataset_file):
     for name, arrays in files.items():
         np.savez(tmp_path / name, **arrays)
     (tmp_path / "garbage.npz").write_bytes(b"this is not a zip archive")
+    np.save(tmp_path / "single.npy", x)
+    np.savez(tmp_path / "none.npz", images=np.zeros((0, 36, 36)))
     good = tmp_path / "good.npz"
     np.savez(good, images=x)
     return [
@@ -146,9 +148,12 @@ def bad_inputs(tmp_path, tiny_dataset_file):
         (["oracle", tmp_path / "rank.npz"], "shape (N, H, W)"),
         (["oracle", tmp_path / "nan.npz"], "NaN or infinite"),
         (["oracle", tmp_path / "grid.npz"], "12x12 but the grid"),
-        (["oracle", tmp_path / "objects.npz"], "not a readable .npz"),
+        (["oracle", tmp_path / "objects.npz"], "pickled Python objects, which latent-atlas never loads"),
         (["oracle", tmp_path / "text.npz"], "must be numbers"),
         (["oracle", tmp_path / "garbage.npz"], "not a readable .npz"),
+        (["oracle", tmp_path / "single.npy"], "a single .npy array, not an .npz archive"),
+        (["oracle", tmp_path / "none.npz"], "no images"),
+        (["oracle", good, "--data", tmp_path / "single.npy"], "a single .npy array"),
         (["oracle", tmp_path / "missing.npz"], "not found"),
         (["oracle", good, "--data", tiny_dataset_file, "--family", "student_t"], "conflicts with --data"),
         (["oracle", good, "--data", tiny_dataset_file], "36x36 but the grid"),

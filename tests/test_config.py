@@ -116,3 +116,12 @@ def test_bad_toml_is_a_clear_error(tmp_path):
         load_toml(path)
     with pytest.raises(AtlasError, match="config file not found"):
         load_toml(tmp_path / "missing.toml")
+
+
+def test_study_tables_in_the_wrong_place_are_named():
+    from latent_atlas.study.config import study_config_from
+
+    with pytest.raises(AtlasError, match=r"put those settings in their own \[data\] table"):
+        study_config_from({"study": {"data": {"grid_size": 8}}})
+    with pytest.raises(AtlasError, match="study.sections must be a list"):
+        study_config_from({"study": {"sections": "dimensions"}})

@@ -115,6 +115,22 @@ def test_sweep_killed_mid_training_resumes_to_the_same_rows(finished, config, tm
     assert not (output / "tasks" / "ray-session.json").exists()
 
 
+def test_sweep_terminated_mid_training_stops_ray_and_leaves_nothing(config, tmp_path):
+    output = tmp_path / "terminated"
+    process = sweep(config, output, extra=("-q",))  # stderr read: no progress lines to fill the pipe
+    deadline = time.monotonic() + 300
+    while not list((output / "runs").glob("*/training_state.safetensors")):
+        assert process.poll() is None and time.monotonic() < deadline, "the sweep never reached a training epoch"
+        time.sleep(0.05)
+    session = read_json(output / "tasks" / "ray-session.json")
+    os.kill(process.pid, signal.SIGTERM)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 143, err
+    assert err.strip().splitlines()[-1] == "latent-atlas sweep: terminated" and "SIGTERM received" not in err
+    assert not Path(session["temp_dir"]).exists() and not (output / "tasks" / "ray-session.json").exists()
+    assert processes_with_marker(session["marker"]) == []
+
+
 def test_bad_sweep_tables_name_the_key():
     with pytest.raises(ConfigError, match="sweep.model.depth: model has no field 'depth'"):
         sweep_runs({"sweep": {"model.depth": [1, 2]}})

@@ -73,8 +73,11 @@ def _cmd_train(args: argparse.Namespace) -> None:
         device=args.device, batch_size=args.batch_size,
     )
     dataset = load_dataset(args.data)
-    result = train(dataset, args.data, model_config, train_config, args.output, resume=args.resume,
-                   progress=not args.quiet, tracking=args.track)
+    from .graph.executor import limit_threads
+
+    with limit_threads(args.threads):  # the thread count is part of what fixes the weights bit for bit
+        result = train(dataset, args.data, model_config, train_config, args.output, resume=args.resume,
+                       progress=not args.quiet, tracking=args.track)
     print(
         f"trained {model_config.kind} for {result.epochs_run} epochs in {result.seconds:.1f} s "
         f"({result.images_per_second:,.0f} images/s); best held-out loss {result.best_val_loss:.3f} "
@@ -150,6 +153,8 @@ def _cmd_oracle(args: argparse.Namespace) -> None:
         raise AtlasError(f"{args.images}: images must be numbers, got dtype {images.dtype}")
     if images.ndim != 3:
         raise AtlasError(f"{args.images}: images must have shape (N, H, W), got shape {images.shape}")
+    if len(images) == 0:
+        raise AtlasError(f"{args.images} holds no images (its 'images' array has shape {images.shape})")
     if not np.all(np.isfinite(images)):
         raise AtlasError(f"{args.images}: images contain NaN or infinite values")
     if args.data is not None:
@@ -238,6 +243,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=_non_negative_int, help="seed for init, shuffling and sampling (default 0)")
     train.add_argument("--device", choices=["cpu", "cuda"], help="where to train (default cpu)")
     train.add_argument("--resume", action="store_true", help="continue an interrupted run in RUN_DIR")
+    train.add_argument("--threads", type=_positive_int, default=1,
+                       help="CPU threads (default 1, as every study and sweep task trains: the same config, seed "
+                            "and thread count give the same weights bit for bit; another count gives others)")
     train.add_argument("--config", metavar="F.toml", help="TOML file with [model] and [train] tables")
     train.add_argument("-q", "--quiet", action="store_true", help="no progress bar or per-epoch lines")
     _add_tracking_option(train)
@@ -314,9 +322,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         where = f": {exc.filename}" if exc.filename else ""
         print(f"latent-atlas {args.command}: error: {exc.strerror or exc}{where}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        print(f"latent-atlas {args.command}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM during a Ray-backed run (graph.ray_backend.Terminated)
+        ray_backend = sys.modules.get("latent_atlas.graph.ray_backend")
+        terminated = ray_backend is not None and ray_backend.terminated()
+        print(f"latent-atlas {args.command}: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)
+        return 143 if terminated else 130
     return 0
 
 

@@ -301,19 +301,29 @@ def build(cls: type[C], values: Mapping[str, Any] | None = None, section: str | 
         raise ConfigError(_format_validation_error(exc, section)) from None
 
 
+TABLES = ("data", "model", "train", "study", "sweep")  # every table a command reads; one file may hold them all
+
+
 def load_toml(path: str | Path | None) -> dict[str, Any]:
     """A TOML config file as a dict of sections ([data], [model], [train], [study]); {} for no file."""
     if path is None:
         return {}
     path = Path(path)
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
+        document = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise AtlasError(f"config file not found: {path}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise AtlasError(f"cannot read config file {path}: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise AtlasError(f"config file {path} is not valid TOML: {exc}") from None
+    unknown = sorted(set(document) - set(TABLES))
+    if unknown:  # a misspelt table would otherwise be ignored, and its settings silently left at their defaults
+        name = unknown[0]
+        what = f"table [{name}]" if isinstance(document[name], Mapping) else f"top-level key {name!r}"
+        raise ConfigError(f"config file {path}: unknown {what}; settings go in the tables "
+                          f"{', '.join(f'[{table}]' for table in TABLES)}")
+    return document
 
 
 def section(document: Mapping[str, Any], name: str) -> dict[str, Any]:

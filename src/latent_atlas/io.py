@@ -86,10 +86,17 @@ def read_npz(path: str | os.PathLike, what: str = "file") -> dict[str, np.ndarra
         raise AtlasError(f"{what} not found: {path}")
     try:
         # numpy leaks the handle it opens when the archive is corrupt, so hand it one we close.
-        with open(path, "rb") as handle, np.load(handle, allow_pickle=False) as archive:
-            return {name: archive[name] for name in archive.files}
+        with open(path, "rb") as handle:
+            loaded = np.load(handle, allow_pickle=False)
+            if not isinstance(loaded, np.lib.npyio.NpzFile):  # a .npy file: one array, no names
+                raise AtlasError(f"{what} {path} is a single .npy array, not an .npz archive of named arrays "
+                                 "(write one with numpy.savez)")
+            with loaded as archive:
+                return {name: archive[name] for name in archive.files}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-        raise AtlasError(f"{what} {path} is not a readable .npz archive ({exc})") from None
+        reason = ("it holds pickled Python objects, which latent-atlas never loads" if "pickle" in str(exc)
+                  else str(exc))
+        raise AtlasError(f"{what} {path} is not a readable .npz archive ({reason})") from None
 
 
 def file_sha256(path: str | os.PathLike) -> str:

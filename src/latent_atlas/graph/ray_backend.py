@@ -20,6 +20,7 @@ import signal
 import socket
 import sys
 import tempfile
+import threading
 import uuid
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,18 @@ from ..errors import AtlasError
 from ..io import read_json, write_json
 from .executor import execute
 from .task import LEDGER_DIR, Task
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM during a Ray-backed run: handled as an interrupt (Ray stopped, its files removed), exit 143."""
+
+
+_TERMINATED = threading.Event()  # set by the SIGTERM handler: Ray's calls re-raise it as a plain KeyboardInterrupt
+
+
+def terminated() -> bool:
+    """Whether a SIGTERM stopped a Ray-backed run in this process."""
+    return _TERMINATED.is_set()
 
 SESSION_ENV = "LATENT_ATLAS_RAY_SESSION"
 SESSION_FILE = "ray-session.json"
@@ -139,6 +152,7 @@ class RayBackend:
         self.temp_dir: str | None = None
         self._saved_env: dict[str, str | None] = {}
         self._cluster_flag: bool | None = None
+        self._sigterm: Any = None  # the SIGTERM handler before ours, while ours is installed
         self._remote = None
 
     def __enter__(self) -> RayBackend:
@@ -148,8 +162,22 @@ class RayBackend:
             self._connect()
         import ray
 
+        self._trap_sigterm()
         self._remote = ray.remote(max_retries=0)(_execute_in_worker)
         return self
+
+    def _trap_sigterm(self) -> None:
+        """Ray's core installs a SIGTERM handler in the driver that aborts the process (a C++ stack dump, nothing
+        cleaned up); ours raises ``Terminated`` instead, so a terminated run stops Ray and removes its files the way
+        Ctrl-C does. Signal handlers belong to the main thread; elsewhere Ray's stays."""
+        if threading.current_thread() is not threading.main_thread():
+            return
+
+        def terminate(signum: int, frame: Any) -> None:
+            _TERMINATED.set()
+            raise Terminated("terminated (SIGTERM)")
+
+        self._sigterm = signal.signal(signal.SIGTERM, terminate)
 
     def _set_env(self, values: dict[str, str]) -> None:
         for name, value in values.items():
@@ -170,6 +198,10 @@ class RayBackend:
             ray.init(num_cpus=cpus, include_dashboard=False, _temp_dir=self.temp_dir, log_to_driver=False,
                      logging_level=logging.ERROR, object_store_memory=_OBJECT_STORE_BYTES,
                      namespace="latent-atlas")
+        except KeyboardInterrupt:  # Ctrl-C while Ray starts: stop what started, remove its files, then stop
+            ray.shutdown()
+            self._cleanup()
+            raise
         except Exception as exc:
             self._cleanup()
             raise AtlasError(f"could not start a local Ray instance: {exc}") from None
@@ -252,6 +284,9 @@ class RayBackend:
         self._restore_env()
 
     def _restore_env(self) -> None:
+        if self._sigterm is not None:
+            signal.signal(signal.SIGTERM, self._sigterm)
+            self._sigterm = None
         if self._cluster_flag is not None:
             from ray._private import ray_constants
 

@@ -22,6 +22,7 @@ from ..config import (
     build,
     section,
 )
+from ..errors import ConfigError
 
 SECTIONS = ("dimensions", "toolbox")
 
@@ -126,6 +127,13 @@ def study_config_from(document: dict[str, Any], quick: bool = False, sections: t
     for name in tables:
         tables[name].update(section(document, name))
     study_table = tables.pop("study")
+    misplaced = sorted(set(study_table) & set(tables))
+    if misplaced:
+        raise ConfigError(f"invalid config: [study] {misplaced[0]} = ...: put those settings in their own "
+                          f"[{misplaced[0]}] table")
+    if not isinstance(study_table.get("sections", []), (list, tuple)):
+        raise ConfigError(f"invalid config: study.sections must be a list such as [\"dimensions\"], got "
+                          f"{study_table['sections']!r}")
     chosen = tuple(study_table.get("sections", ())) + tuple(sections)
     return build(StudyConfig, {**tables, **study_table, "sections": chosen,
                                "quick": quick or study_table.get("quick", False)})

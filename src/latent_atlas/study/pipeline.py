@@ -41,8 +41,10 @@ def _run_rows(runs: list[RunTasks]) -> list[dict[str, Any]]:
             for r in runs]
 
 
-def study_graph(config: StudyConfig, with_report: bool = True, tracking: str = "none") -> StudyGraph:
-    builder = GraphBuilder(config.analysis_seed, tracking=tracking, quick=config.quick)
+def study_graph(config: StudyConfig, with_report: bool = True, tracking: str = "none",
+                root: Path | None = None) -> StudyGraph:
+    """The study's task graph; ``root``, the output folder, keeps the names of the datasets it has finished."""
+    builder = GraphBuilder(config.analysis_seed, tracking=tracking, quick=config.quick, root=root)
     runs = {spec.name: builder.run(spec, [n for n, a in ANALYSES.items() if a.applies(spec)])
             for spec in study_runs(config)}
     dataset_tasks: dict[str, Task] = {}
@@ -129,7 +131,7 @@ def run_study(config: StudyConfig, output: str | Path, backend: str = "ray", add
     started = time.perf_counter()
     output = Path(output)
     open_tracker(tracking, None)  # an unknown tracker or a missing package fails before any work
-    graph = study_graph(config, with_report=report, tracking=tracking)
+    graph = study_graph(config, with_report=report, tracking=tracking, root=output)
     summaries = run_tasks([graph.report], output, backend=backend, address=address, max_parallel=max_parallel,
                           progress=progress)
     return StudyResult(output, config, graph, summaries, time.perf_counter() - started)

@@ -16,9 +16,11 @@ import hashlib
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from ..config import DataConfig
 from ..graph import Task
+from ..graph.task import ledger_entry
 from . import tasks
 from .registry import ANALYSES
 from .runs import RunSpec
@@ -47,18 +49,18 @@ class RunTasks:
 class GraphBuilder:
     """Builds each dataset's and oracle's task once, however many runs share them."""
 
-    def __init__(self, analysis_seed: int = 0, tracking: str = "none", quick: bool = False):
+    def __init__(self, analysis_seed: int = 0, tracking: str = "none", quick: bool = False, root: Path | None = None):
         self.analysis_seed = analysis_seed
+        self.root = root  # the output folder, when known: its finished datasets keep their names
         self.quick = quick  # analyses use their smaller --quick settings
         self.tracking = tracking  # experiment tracking of training and evaluation; not part of any key
         self._data: dict[str, tuple[DataConfig, Task, Task]] = {}
 
     def data_tasks(self, config: DataConfig) -> tuple[Task, Task]:
-        """(dataset task, shape threshold task); named by kind, or kind + hash when a graph holds several."""
+        """(dataset task, shape threshold task), named by :meth:`_data_name`."""
         key = json.dumps(config.to_dict(), sort_keys=True)
         if key not in self._data:
-            same_kind = [c for c, _, _ in self._data.values() if c.kind == config.kind]
-            name = config.kind if not same_kind else f"{config.kind}-{_short_hash(config.to_dict())}"
+            name = self._data_name(config)
             data = Task(f"data-{name}", "data", tasks.make_data,
                         {"data": config.to_dict(), "path": f"data/{name}.npz"})
             oracle = Task(f"oracle-{name}", "oracle", tasks.fix_shape_threshold,
@@ -67,6 +69,21 @@ class GraphBuilder:
             self._data[key] = (config, data, oracle)
         _, data, oracle = self._data[key]
         return data, oracle
+
+    def _data_name(self, config: DataConfig) -> str:
+        """The kind alone ("gaussian") for one config of each kind, kind + hash for the others. Which config holds
+        the plain name is settled by the output folder when it has finished that dataset (its ledger), so that a
+        later graph with other data configs, or the same ones in another order, never rewrites a dataset that
+        finished runs were trained on; in a new folder the first config of its kind in the graph takes it."""
+        hashed = f"{config.kind}-{_short_hash(config.to_dict())}"
+        recorded = None if self.root is None else ledger_entry(self.root, f"data-{config.kind}")
+        if recorded is not None:
+            same = json.dumps(recorded.get("params", {}).get("data"), sort_keys=True) == json.dumps(
+                config.to_dict(), sort_keys=True)
+            return config.kind if same else hashed
+        plain_taken = any(c.kind == config.kind and data.params["path"] == f"data/{config.kind}.npz"
+                          for c, data, _ in self._data.values())
+        return hashed if plain_taken else config.kind
 
     @staticmethod
     def _groups(analysis, spec: RunSpec) -> dict:

@@ -90,9 +90,10 @@ def write_results_table(ctx: TaskContext) -> dict[str, Any]:
     return {"rows": len(ctx.params["rows"]), "file": RESULTS_FILE}
 
 
-def sweep_graph(document: dict[str, Any], tracking: str = "none") -> Task:
+def sweep_graph(document: dict[str, Any], tracking: str = "none", root: Path | None = None) -> Task:
+    """The sweep's task graph; ``root``, the output folder, keeps the names of the datasets it has finished."""
     specs = sweep_runs(document)
-    builder = GraphBuilder(tracking=tracking)
+    builder = GraphBuilder(tracking=tracking, root=root)
     keys = list(parse_grid(document))
     runs = [builder.run(spec) for spec in specs]
     rows = [{"values": [dict(spec.settings)[k] for k in keys], "run_dir": r.run_dir} for spec, r in zip(specs, runs)]
@@ -107,6 +108,6 @@ def run_sweep(document: dict[str, Any], output: str | Path, backend: str = "ray"
     if output.exists() and not output.is_dir():
         raise AtlasError(f"-o {output} is a file; give a folder for the sweep")
     open_tracker(tracking, None)  # an unknown tracker or a missing package fails before any work
-    target = sweep_graph(document, tracking=tracking)
+    target = sweep_graph(document, tracking=tracking, root=output)
     run_tasks([target], output, backend=backend, address=address, max_parallel=max_parallel, progress=progress)
     return output / RESULTS_FILE

@@ -5,8 +5,10 @@ They are module-level so that Ray workers import them by name.
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -71,24 +73,46 @@ def either_side(benchmark, residuals: np.ndarray, threshold: float, n: int = 8) 
 
 
 def train_run(ctx: TaskContext) -> dict[str, Any]:
-    """Train one run; a folder holding the same run's interrupted training is resumed from its last epoch."""
+    """Train one run; a folder holding the same run's interrupted training is resumed from its last epoch.
+
+    A run folder that holds a run with other settings (an earlier config's) is kept until the new training has
+    finished: the new one trains in a sibling staging folder (``.<run>.training``, resumed like any run) and
+    replaces it only then, so a new config that fails, or a kill, loses nothing that had finished."""
     p = ctx.params
     dataset_path = ctx.root / p["dataset"]
     dataset = dataset_at(dataset_path)
     model = build(ModelConfig, p["model"], section="model").for_images(dataset.image_shape)
     train_config = build(TrainConfig, p["train"], section="train")
     run_dir = ctx.root / p["run_dir"]
-    resume = False
-    if (run_dir / CONFIG_FILE).is_file():
-        resume = same_settings(read_json(run_dir / CONFIG_FILE, what="run config"),
-                               run_config(dataset, dataset_path, model, train_config, run_dir))
-    if run_dir.exists() and not resume:
-        shutil.rmtree(run_dir)
-    result = train(dataset, dataset_path, model, train_config, run_dir, resume=resume, progress=False,
+    wanted = run_config(dataset, dataset_path, model, train_config, run_dir)  # the same from a sibling folder
+
+    def holds_this_run(folder: Path) -> bool:
+        return (folder / CONFIG_FILE).is_file() and same_settings(read_json(folder / CONFIG_FILE, what="run config"),
+                                                                   wanted)
+
+    staging = run_dir.with_name(f".{run_dir.name}.training")
+    target = run_dir if holds_this_run(run_dir) or not run_dir.exists() else staging
+    resume = holds_this_run(target)
+    if target.exists() and not resume:
+        shutil.rmtree(target)
+    result = train(dataset, dataset_path, model, train_config, target, resume=resume, progress=False,
                    tracking=ctx.options.get("tracking", "none"))
+    if target == staging:
+        _replace_folder(run_dir, staging)
     return {"run_dir": p["run_dir"], "epochs": result.epochs_run, "best_epoch": result.best_epoch,
             "seconds": round(result.seconds, 2), "images_per_second": round(result.images_per_second, 1),
             "resumed": resume, "model_sha256": file_sha256(run_dir / MODEL_FILE)}
+
+
+def _replace_folder(old: Path, new: Path) -> None:
+    """Put folder ``new`` where ``old`` is: ``old`` is renamed aside first and removed last, so at every moment one
+    complete run is in one of the two places (a kill in between leaves ``new`` staged, resumed as finished)."""
+    aside = old.with_name(f".{old.name}.replaced")
+    if aside.exists():
+        shutil.rmtree(aside)
+    os.replace(old, aside)
+    os.replace(new, old)
+    shutil.rmtree(aside)
 
 
 def evaluate_run(ctx: TaskContext) -> dict[str, Any]:
