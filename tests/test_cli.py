@@ -89,6 +89,9 @@ def test_invalid_config_value_leaves_the_output_untouched(capsys, tmp_path):
         ("[data.var_y]\nstart = 2.0\nstop = 1.0\nstep = 0.1\n", "empty range"),
         ("[data\n", "not valid TOML"),
         ("[dta]\ngrid_size = 16\n", "unknown table [dta]; settings go in the tables [data], [model]"),
+        ("[data.var_x]\nstart = 0.1\nstop = 1e9\nstep = 1e-9\n", "more than the 100,000 allowed"),
+        ("[data]\nvar_x = { start = 0.1, stop = 480.1, step = 0.1 }\nvar_y = { start = 0.1, stop = 480.1, step = 0.1 }\n",
+         "would hold 437,"),
         ("epochs = 3\n", "unknown top-level key 'epochs'"),
     ],
 )
@@ -163,6 +166,8 @@ def test_checkpoint_of_the_wrong_architecture(capsys, tmp_path, trained_runs):
         (["train", "--data", "x.npz", "-o", "r", "--epochs", "0"], "positive integer"),
         (["train", "--data", "x.npz", "-o", "r", "--latent-dim", "two"], "positive integer"),
         (["data", "poisson", "-o", "x.npz"], "invalid choice"),
+        (["train", "--data", "x.npz", "-o", ""], "expected a path, got an empty string"),
+        (["train", "--data", "x.npz", "-o", "r", "--threads", "0"], "positive integer"),
         (["evaluate"], "required"),
         (["frobnicate"], "invalid choice"),
     ],

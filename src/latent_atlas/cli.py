@@ -21,6 +21,13 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
 
 
+def _output(text: str) -> str:
+    """An output path: not empty (an empty -o would write into the current folder)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a path, got an empty string")
+    return text
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -223,7 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     data = commands.add_parser("data", help="generate a heatmap dataset (.npz)",
                                description="Generate a heatmap dataset with known factors into one .npz file.")
     data.add_argument("kind", choices=["gaussian", "student-t"], help="bivariate normal or Student t densities")
-    data.add_argument("-o", "--output", required=True, metavar="FILE.npz", help="where to write the dataset")
+    data.add_argument("-o", "--output", type=_output, required=True, metavar="FILE.npz", help="where to write the dataset")
     data.add_argument("--config", metavar="F.toml", help="TOML file whose [data] table overrides the defaults")
     data.add_argument("--seed", type=_non_negative_int, help="random seed (df noise, random factors, split)")
     data.set_defaults(handler=_cmd_data)
@@ -235,7 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--model", choices=["vae", "ae", "cvae"], default="vae", help="model kind (default vae)")
     train.add_argument("--condition", choices=["var_x", "var_y", "rho", "df"],
                        help="cvae only: the factor its encoder and decoder are conditioned on")
-    train.add_argument("-o", "--output", required=True, metavar="RUN_DIR", help="run folder to create")
+    train.add_argument("-o", "--output", type=_output, required=True, metavar="RUN_DIR", help="run folder to create")
     train.add_argument("--latent-dim", type=_positive_int, help="latent dimension (default 3)")
     train.add_argument("--beta", type=float, help="weight of the KL term (default 1)")
     train.add_argument("--epochs", type=_positive_int, help="maximum number of epochs (default 12)")
@@ -263,7 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 description="Build both datasets, train every (dataset, model, seed) run, run "
                                 "every analysis, aggregate over seeds and write the report into DIR. A second run "
                                 "in the same folder redoes only what changed; a killed one resumes.")
-    study.add_argument("-o", "--output", default="study", metavar="DIR", help="output folder (default ./study)")
+    study.add_argument("-o", "--output", type=_output, default="study", metavar="DIR", help="output folder (default ./study)")
     study.add_argument("--quick", action="store_true", help="small data, few epochs, two seeds: a demo in minutes")
     study.add_argument("--config", metavar="F.toml", help="TOML file with [data], [model], [train], [study]")
     study.add_argument("--with", dest="with_sections", action="append", metavar="SECTIONS",
@@ -278,7 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 "\"model.kind\" = [\"vae\", \"ae\"], \"train.seed\" = [0, 1, 2]; [data], [model], "
                                 "[train] set the fixed values) and write DIR/results.csv, one row per run.")
     sweep.add_argument("config", metavar="CONFIG.toml", help="TOML file with a [sweep] table")
-    sweep.add_argument("-o", "--output", required=True, metavar="DIR", help="output folder")
+    sweep.add_argument("-o", "--output", type=_output, required=True, metavar="DIR", help="output folder")
     _add_graph_options(sweep)
     sweep.set_defaults(handler=_cmd_sweep)
 
@@ -296,7 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
     oracle.add_argument("--shape-threshold", type=_positive_float, metavar="T",
                         help="largest shape residual still a heatmap (default: the corruption benchmark's rule "
                         "for the data's grid)")
-    oracle.add_argument("-o", "--output", required=True, metavar="VERDICTS.csv", help="where to write the CSV")
+    oracle.add_argument("-o", "--output", type=_output, required=True, metavar="VERDICTS.csv", help="where to write the CSV")
     oracle.set_defaults(handler=_cmd_oracle)
 
     explore = commands.add_parser("explore", help="interactive latent explorer in the browser",

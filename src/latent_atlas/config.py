@@ -34,6 +34,10 @@ class FrozenConfig(BaseModel):
         return self.model_dump(mode="json")
 
 
+MAX_FACTOR_VALUES = 100_000  # values of one factor's range
+MAX_IMAGES = 2_000_000  # images of one dataset: 2 million 36 x 36 float32 heatmaps are 10 GB
+
+
 class FactorRange(FrozenConfig):
     """The values one factor takes: an inclusive grid ``start, start+step, ..., stop`` or explicit ``values``.
 
@@ -64,13 +68,23 @@ class FactorRange(FrozenConfig):
             raise ValueError(f"step must be positive, got {self.step}")
         if self.stop < self.start:
             raise ValueError(f"empty range: stop ({self.stop}) is below start ({self.start})")
+        if self.count > MAX_FACTOR_VALUES:
+            raise ValueError(f"the range has {self.count:,} values, more than the {MAX_FACTOR_VALUES:,} allowed "
+                             "(a larger step?)")
         return self
+
+    @property
+    def count(self) -> int:
+        """How many values the range has (computed without making them)."""
+        if self.values is not None:
+            return len(self.values)
+        return int(math.floor((self.stop - self.start) / self.step + 1e-9)) + 1
 
     def grid(self) -> np.ndarray:
         """The factor's values as a float64 array, ascending for the arithmetic form."""
         if self.values is not None:
             return np.asarray(self.values, dtype=np.float64)
-        count = int(math.floor((self.stop - self.start) / self.step + 1e-9)) + 1
+        count = self.count
         # Rounding removes the float noise of start + k * step (0.30000000000000004 -> 0.3).
         return np.round(self.start + self.step * np.arange(count), 12)
 
@@ -112,6 +126,13 @@ class DataConfig(FrozenConfig):
     )
     test_fraction: float = Field(0.2, gt=0, lt=1)
     seed: int = Field(0, ge=0, le=MAX_SEED)
+
+    @model_validator(mode="after")
+    def _bounded_size(self) -> DataConfig:
+        n = self.n_samples if self.sampling == "random" else self.var_x.count * self.var_y.count * self.rho.count
+        if n > MAX_IMAGES:
+            raise ValueError(f"the dataset would hold {n:,} images, more than the {MAX_IMAGES:,} allowed")
+        return self
 
     @field_validator("var_x", "var_y")
     @classmethod

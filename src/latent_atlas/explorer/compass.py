@@ -94,7 +94,8 @@ class Compass:
         n_bad = int(np.sum(~self.verdict.shape_ok))
         centre = "the decode itself" if not self.verdict.shape_ok[0] else "its finite-difference neighbours"
         if self.status == "shape":
-            return (f"no compass here: {n_bad} of the {len(self.verdict)} decodes ({centre} among them) are not "
+            are = "is" if n_bad == 1 else "are"
+            return (f"no compass here: {n_bad} of the {len(self.verdict)} decodes ({centre} among them) {are} not "
                     "heatmaps of the family, so the recovered factors have no meaningful gradient")
         if self.status == "range":
             return ("the decodes are heatmaps but some recovered factors lie outside the data's range: the "
