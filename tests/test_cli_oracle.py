@@ -140,6 +140,7 @@ def bad_inputs(tmp_path, tiny_dataset_file):
         np.savez(tmp_path / name, **arrays)
     (tmp_path / "garbage.npz").write_bytes(b"this is not a zip archive")
     np.save(tmp_path / "single.npy", x)
+    (tmp_path / "table.npz").write_text("a,b\n1,2\n")  # a CSV under the wrong name: not a pickle either
     np.savez(tmp_path / "none.npz", images=np.zeros((0, 36, 36)))
     good = tmp_path / "good.npz"
     np.savez(good, images=x)
@@ -152,6 +153,7 @@ def bad_inputs(tmp_path, tiny_dataset_file):
         (["oracle", tmp_path / "text.npz"], "must be numbers"),
         (["oracle", tmp_path / "garbage.npz"], "not a readable .npz"),
         (["oracle", tmp_path / "single.npy"], "a single .npy array, not an .npz archive"),
+        (["oracle", tmp_path / "table.npz"], "neither a zip archive nor a .npy file"),
         (["oracle", tmp_path / "none.npz"], "no images"),
         (["oracle", good, "--data", tmp_path / "single.npy"], "a single .npy array"),
         (["oracle", tmp_path / "missing.npz"], "not found"),

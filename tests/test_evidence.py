@@ -302,3 +302,12 @@ def test_stability_over_seeds_tests_each_threshold_over_seeds():
     assert result["significant_flip"] == all(row["significant"] for row in result["thresholds"][:2])
     with pytest.raises(AtlasError, match="valid fractions"):
         stability_over_seeds(a, b[:2], np.array([0.02, 0.04, 0.08]))
+
+
+def test_stability_over_seeds_gives_no_sign_to_a_difference_of_rounding():
+    from latent_atlas.analysis.evidence import stability_over_seeds
+
+    a, b = np.array([[12 / 12], [10 / 12]]), np.array([[11 / 12], [11 / 12]])  # equal means, 5.6e-17 apart
+    assert (a - b).mean() != 0
+    row = stability_over_seeds(a, b, np.array([0.04]))["thresholds"][0]
+    assert row["sign"] == 0 and row["seeds_agreeing"] == 0

@@ -45,6 +45,32 @@ def test_a_new_config_that_fails_leaves_the_finished_run_as_it_was(tmp_path, tin
     assert again["resumed"] and again["model_sha256"] == summary["model_sha256"]
 
 
+def test_a_kill_between_the_two_renames_keeps_the_new_run(tmp_path, tiny_dataset):
+    (tmp_path / "data").mkdir()
+    tiny_dataset.save(tmp_path / "data/tiny.npz")
+    tasks.train_run(_train_context(tmp_path, epochs=1))
+    # the state a kill leaves after the old run was moved aside and before the staged one took its place
+    runs = tmp_path / "runs"
+    (runs / "tiny").rename(runs / ".tiny.replaced")
+    staged = _train_context(tmp_path, epochs=2)
+    tasks.train_run(staged)  # nothing at runs/tiny: trains there
+    (runs / "tiny").rename(runs / ".tiny.training")
+    summary = tasks.train_run(staged)  # the staged run of these settings is resumed (finished), then put in place
+    assert summary["resumed"]
+    assert sorted(p.name for p in runs.iterdir()) == ["tiny"]
+
+
+def test_the_explorer_does_not_list_a_staged_run(tmp_path, tiny_dataset):
+    from latent_atlas.explorer.service import run_folders
+
+    (tmp_path / "data").mkdir()
+    tiny_dataset.save(tmp_path / "data/tiny.npz")
+    tasks.train_run(_train_context(tmp_path, epochs=1))
+    (tmp_path / "runs/tiny").rename(tmp_path / "runs/.tiny.training")
+    tasks.train_run(_train_context(tmp_path, epochs=1))
+    assert [p.name for p in run_folders(tmp_path)] == ["tiny"]
+
+
 def _finish(root: Path, task) -> None:
     write_json(ledger_path(root, task.id), {"key": task.key, "summary": {}, "params": task.params})
 

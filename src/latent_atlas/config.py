@@ -78,7 +78,8 @@ class FactorRange(FrozenConfig):
         """How many values the range has (computed without making them)."""
         if self.values is not None:
             return len(self.values)
-        return int(math.floor((self.stop - self.start) / self.step + 1e-9)) + 1
+        steps = (self.stop - self.start) / self.step
+        return int(math.floor(steps + 1e-9)) + 1 if math.isfinite(steps) and steps < 2**62 else 2**62
 
     def grid(self) -> np.ndarray:
         """The factor's values as a float64 array, ascending for the arithmetic form."""

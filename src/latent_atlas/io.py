@@ -94,8 +94,16 @@ def read_npz(path: str | os.PathLike, what: str = "file") -> dict[str, np.ndarra
             with loaded as archive:
                 return {name: archive[name] for name in archive.files}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-        reason = ("it holds pickled Python objects, which latent-atlas never loads" if "pickle" in str(exc)
-                  else str(exc))
+        # numpy calls any file it cannot place "pickled data"; only a pickle's own first byte says it is one
+        with open(path, "rb") as handle:
+            pickle_file = handle.read(1) == b"\x80"
+        message = str(exc)
+        if "Object arrays cannot be loaded" in message or pickle_file:
+            reason = "it holds pickled Python objects, which latent-atlas never loads"
+        elif "pickled" in message:
+            reason = "neither a zip archive nor a .npy file"
+        else:
+            reason = message
         raise AtlasError(f"{what} {path} is not a readable .npz archive ({reason})") from None
 
 

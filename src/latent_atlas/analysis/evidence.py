@@ -1,7 +1,10 @@
-"""Threshold-free evidence for comparing validity between two groups (two models, or two regions of one).
+"""Threshold-free evidence for comparing validity between two groups.
 
 A valid/invalid verdict at one threshold hides how close the call was. For two groups of shape residuals
-(any scale-free residual where larger is worse and "shape ok" means ``residual <= threshold``) this module gives:
+(any scale-free residual where larger is worse and "shape ok" means ``residual <= threshold``) this module gives
+the tools below. The image-level ones (``compare_validity`` and what it bundles) treat images as the units: right
+for two given runs, or two regions of one run; two *model kinds* are compared over training seeds instead
+(:func:`stability_over_seeds`, :func:`paired_difference_verdict`, ``study.aggregates``).
 
 * :func:`ecdf_curves`: each group's empirical CDF (``scipy.stats.ecdf``) on one common grid;
 * :func:`validity_curve`: the valid fraction as a function of the threshold (0.25x to 4x the operating point,
@@ -407,8 +410,9 @@ def _decide_paired(result: dict[str, Any]) -> dict[str, Any]:
     estimate = f"mean difference {result['mean_difference']:+.3g} (sd {result['sd_difference']:.3g}, n = {n})"
     t_text = f"paired t p = {_p(result['p_value'])}" + (f", Holm {_p(p)}" if adjusted else "")
     tost_text = f"TOST p = {_p(result['tost_p_value'])}" + (f", Holm {_p(tost_p)}" if adjusted else "")
-    family = (f" (Holm-adjusted over the {result['family_size']} tests of family '{result['family']}')"
-              if adjusted else "")
+    family = ("" if not adjusted else f" (alone in its family '{result['family']}': no adjustment)"
+              if result["family_size"] == 1 else
+              f" (Holm-adjusted over the {result['family_size']} tests of family '{result['family']}')")
     if p < alpha:
         kind = "a_greater" if result["mean_difference"] > 0 else "b_greater"
         verdict = f"{name_a} > {name_b}" if kind == "a_greater" else f"{name_b} > {name_a}"
@@ -523,7 +527,8 @@ def stability_over_seeds(fractions_a: np.ndarray, fractions_b: np.ndarray, thres
         differences = column_a - column_b
         constant = no_spread(differences)
         mean = float(differences.mean())
-        sign = 0 if constant and abs(mean) <= SPREAD_TOLERANCE else int(np.sign(mean))
+        # a mean within rounding of 0 (fractions of 12 decodes: 1/12 - 1/12 + 0 ...) has no sign
+        sign = 0 if abs(mean) <= SPREAD_TOLERANCE * max(1.0, float(np.abs(differences).max())) else int(np.sign(mean))
         p = None if len(differences) < 2 or constant else float(ttest_rel(column_a, column_b).pvalue)
         rows.append({"threshold": float(threshold), "fraction_a": float(column_a.mean()),
                      "fraction_b": float(column_b.mean()), "difference": mean, "sign": sign,

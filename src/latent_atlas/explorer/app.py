@@ -423,7 +423,7 @@ class RunRoutes:
             code = np.asarray(request.code, dtype=np.float64)
             stencil_codes, step, note = session.compass_codes(code, request.step)
             decoded = await batcher.submit(stencil_codes.astype(np.float32))
-            found = session.compass(code, step, decoded.decoded)
+            found = session.compass(code, step, decoded.decoded, stencil_codes)
             return CompassResponse(
                 run=run_id, code=code.tolist(), step=step, factor_names=list(found.factor_names), units=found.units,
                 value=finite_or_none(found.value.tolist()),

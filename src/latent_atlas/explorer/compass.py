@@ -103,9 +103,11 @@ class Compass:
         return "every decode is a valid heatmap"
 
 
-def compass_from(code: np.ndarray, step: float, verdict: Verdict) -> Compass:
-    """The compass from the oracle's verdict on ``stencil(code, step)``'s decodes."""
+def compass_from(code: np.ndarray, step: float, verdict: Verdict, codes: np.ndarray | None = None) -> Compass:
+    """The compass from the oracle's verdict on the decodes of the stencil ``codes`` (default
+    ``stencil(code, step)``; pass the codes that were decoded, so the differences divide by their spacings)."""
     values = in_units(verdict.factor_names, verdict.factors)  # (2D + 1, K)
-    gradient = central_gradient(values, stencil(code, step)) if np.all(verdict.shape_ok) else None
+    codes = stencil(code, step) if codes is None else codes
+    gradient = central_gradient(values, codes) if np.all(verdict.shape_ok) else None
     return Compass(code=np.asarray(code, dtype=np.float64), step=float(step), factor_names=verdict.factor_names,
                    value=values[0], gradient=gradient, verdict=verdict)

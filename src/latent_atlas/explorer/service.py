@@ -179,9 +179,11 @@ def read_entry(path: Path, run_id: str, collection: str) -> RunEntry:
 
 
 def run_folders(folder: Path) -> list[Path]:
-    """The run folders (holding config.json) in a study or sweep folder's ``runs/``, or directly in ``folder``."""
+    """The run folders (holding config.json) in a study or sweep folder's ``runs/``, or directly in ``folder``;
+    not the hidden ones (``.<run>.training``: a new config's run still training beside the one it will replace)."""
     parent = folder / RUNS_FOLDER if (folder / RUNS_FOLDER).is_dir() else folder
-    return sorted(child for child in parent.iterdir() if (child / CONFIG_FILE).is_file())
+    return sorted(child for child in parent.iterdir()
+                  if not child.name.startswith(".") and (child / CONFIG_FILE).is_file())
 
 
 def discover(folders: list[str | Path]) -> tuple[list[RunEntry], list[dict[str, str]]]:
@@ -370,8 +372,8 @@ class RunSession:
         return stencil(code, taken), taken, note
 
     @staticmethod
-    def compass(code: np.ndarray, step: float, decoded: Decoded) -> Compass:
-        return compass_from(code, step, decoded.verdict)
+    def compass(code: np.ndarray, step: float, decoded: Decoded, codes: np.ndarray) -> Compass:
+        return compass_from(code, step, decoded.verdict, codes)
 
     def verdict_rows(self, start: int) -> None:
         """The oracle's verdict on the reconstructions (decoded codes) of images start..start + VERDICT_CHUNK;

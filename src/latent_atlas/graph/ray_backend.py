@@ -177,6 +177,7 @@ class RayBackend:
             _TERMINATED.set()
             raise Terminated("terminated (SIGTERM)")
 
+        _TERMINATED.clear()
         self._sigterm = signal.signal(signal.SIGTERM, terminate)
 
     def _set_env(self, values: dict[str, str]) -> None:
@@ -272,8 +273,12 @@ class RayBackend:
     def __exit__(self, *exc: Any) -> None:
         import ray
 
-        ray.shutdown()
-        self._cleanup()
+        if self._sigterm is not None:  # a second SIGTERM must not cut the cleanup short
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        try:
+            ray.shutdown()
+        finally:
+            self._cleanup()
 
     def _cleanup(self) -> None:
         if self.address is None:

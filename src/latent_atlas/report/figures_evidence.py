@@ -433,34 +433,39 @@ def residual_ecdfs(groups: Mapping[str, Any], threshold: float, band: Sequence[f
 def validity_vs_threshold(groups: Mapping[str, Any], threshold: float, band: Sequence[float] | None = None,
                           title: str = "Valid fraction over the shape threshold") -> Figure:
     """The valid fraction (residual ≤ t and in range) as a curve over thresholds t from 0.25x to 4x the operating
-    point (``evidence.validity_curve``, log x): thin lines per seed, a thick line for the seeds pooled with its
-    Wilson 95 % band (images counted as independent), the operating point marked on it."""
+    point (``evidence.validity_curve``, log x). With several seeds: thin lines per seed, a thick line for their
+    mean and the band they span (the seed is the unit: no interval that counts images as independent); a group of
+    one sample: its curve with its Wilson 95 % band. The operating point is marked on the thick line."""
     threshold, band = _threshold(threshold), _band(band)
     samples = _groups(groups)
     fig = Figure(figsize=(5.2, 3.6), layout="constrained")
     ax = fig.add_subplot()
     for i, (name, seeds) in enumerate(samples.items()):
         colour = _colour(i)
-        if len(seeds) > 1:
-            for seed, (residuals, in_range) in seeds.items():
-                curve = validity_curve(residuals, threshold, in_range)
+        curves = [validity_curve(residuals, threshold, in_range) for residuals, in_range in seeds.values()]
+        if len(curves) > 1:
+            for seed, curve in zip(seeds, curves):
                 ax.plot(curve["thresholds"], curve["fraction"], color=colour, linewidth=0.7, alpha=0.5,
                         gid=f"seed/{name}/{seed}")
-        residuals, in_range = _pooled(seeds)
-        curve = validity_curve(residuals, threshold, in_range)
-        ax.fill_between(curve["thresholds"], curve["low"], curve["high"], color=colour, alpha=0.15, linewidth=0,
-                        gid=f"wilson/{name}")
-        at = curve["at_operating_point"]
-        ax.plot(curve["thresholds"], curve["fraction"], color=colour, linewidth=2,
-                label=f"{name}: {at['fraction']:.3f} at the threshold (n {at['n']})", gid=f"group/{name}")
+            fractions = np.array([curve["fraction"] for curve in curves])  # (seeds, thresholds)
+            x, line, low, high = curves[0]["thresholds"], fractions.mean(axis=0), fractions.min(axis=0), fractions.max(axis=0)
+            at = {"fraction": float(np.mean([c["at_operating_point"]["fraction"] for c in curves])),
+                  "text": f"mean of {len(curves)} seeds"}
+        else:
+            (curve,) = curves
+            x, line, low, high = curve["thresholds"], curve["fraction"], curve["low"], curve["high"]
+            at = {"fraction": curve["at_operating_point"]["fraction"], "text": f"n {curve['at_operating_point']['n']}"}
+        ax.fill_between(x, low, high, color=colour, alpha=0.15, linewidth=0, gid=f"spread/{name}")
+        ax.plot(x, line, color=colour, linewidth=2, label=f"{name}: {at['fraction']:.3f} at the threshold ({at['text']})",
+                gid=f"group/{name}")
         ax.plot([threshold], [at["fraction"]], "o", color=colour, markersize=5, gid=f"operating/{name}")
     _mark_threshold(ax, threshold, band, "band checked")
-    _log_x(ax, min(curve["thresholds"]), max(curve["thresholds"]))
+    _log_x(ax, min(x), max(x))
     ax.set_ylim(-0.01, 1.01)
     ax.set_xlabel("shape threshold (relative residual, log)")
     ax.set_ylabel(VALID_LABEL)
     ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=6.5, loc="lower right", title="thin: one seed", title_fontsize=6)
+    ax.legend(fontsize=6.5, loc="lower right", title="thin: one seed; band: the seeds' range", title_fontsize=6)
     return fig
 
 

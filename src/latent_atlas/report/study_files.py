@@ -90,18 +90,25 @@ class StudyFiles:
     def dataset_analysis_path(self, data: str, name: str) -> str | None:
         return self.results["dataset_analyses"].get(f"{data}/{name}")
 
+    def data_file(self, data: str, what: str) -> str:
+        """The study's file of kind ``data``: "data", "oracle" or "examples" (the names the graph gave them; a
+        folder may hold other configs' files beside them)."""
+        default = {"data": f"data/{data}.npz", "oracle": f"oracle/{data}.json",
+                   "examples": f"oracle/{data}-examples.npz"}[what]
+        return self.results.get("datasets", {}).get(data, {}).get(what, default)
+
     def oracle_path(self, data: str) -> str:
-        return f"oracle/{data}.json"
+        return self.data_file(data, "oracle")
 
     def oracle(self, data: str) -> dict[str, Any]:
         return read_json(self.root / self.oracle_path(data), what="oracle settings")
 
     def oracle_examples(self, data: str) -> dict[str, np.ndarray]:
-        return read_npz(self.root / f"oracle/{data}-examples.npz", what="oracle examples")
+        return read_npz(self.root / self.data_file(data, "examples"), what="oracle examples")
 
     def dataset(self, data: str) -> HeatmapDataset:
         if data not in self._datasets:
-            self._datasets[data] = load_dataset(self.root / f"data/{data}.npz")
+            self._datasets[data] = load_dataset(self.root / self.data_file(data, "data"))
         return self._datasets[data]
 
     @cached_property

@@ -30,7 +30,7 @@ def comparison_sentence(sources: NumberSources, path: str, name: str, entry: dic
     kind = verdict["kind"]
     a, b = paired["names"]
     n = len(paired["seeds"])
-    adjusted = "p_adjusted" in verdict
+    adjusted = "p_adjusted" in verdict and verdict.get("family_size", 1) > 1  # a family of one needs no adjustment
 
     def p_values(raw: str, adjusted_key: str) -> str:
         text = f"p = {sources.num(path, f'{base}.verdict.{raw}', '.3g')}"

@@ -93,7 +93,8 @@ def study_graph(config: StudyConfig, with_report: bool = True, tracking: str = "
 
     results = {"config": config.to_dict(), "runs": _run_rows(list(runs.values())),
                "aggregates": {name: t.params["path"] for name, t in aggregates.items()},
-               "dataset_analyses": {name: t.params["path"] for name, t in dataset_tasks.items()}}
+               "dataset_analyses": {name: t.params["path"] for name, t in dataset_tasks.items()},
+               "datasets": {kind: _data_files(*builder.data_tasks(config.data_for(kind))) for kind in config.datasets}}
     everything = {**{name: t for r in runs.values() for name, t in _analysis_inputs(r).items()},
                   **{t.id: t for t in dataset_tasks.values()}, **{t.id: t for t in aggregates.values()}}
     sections = {}
@@ -104,6 +105,11 @@ def study_graph(config: StudyConfig, with_report: bool = True, tracking: str = "
     report = Task("report", "report", write_report, {**results, "with_report": with_report},
                   {**everything, **sections})
     return StudyGraph(runs, dataset_tasks, aggregates, report)
+
+
+def _data_files(data: Task, oracle: Task) -> dict[str, str]:
+    """Where a kind's dataset, shape threshold and threshold examples are (named by ``GraphBuilder``)."""
+    return {"data": data.params["path"], "oracle": oracle.params["path"], "examples": oracle.params["examples"]}
 
 
 def _analysis_inputs(run: RunTasks) -> dict[str, Task]:

@@ -78,7 +78,7 @@ class GraphBuilder:
         hashed = f"{config.kind}-{_short_hash(config.to_dict())}"
         recorded = None if self.root is None else ledger_entry(self.root, f"data-{config.kind}")
         if recorded is not None:
-            same = json.dumps(recorded.get("params", {}).get("data"), sort_keys=True) == json.dumps(
+            same = json.dumps((recorded.get("params") or {}).get("data"), sort_keys=True) == json.dumps(
                 config.to_dict(), sort_keys=True)
             return config.kind if same else hashed
         plain_taken = any(c.kind == config.kind and data.params["path"] == f"data/{config.kind}.npz"

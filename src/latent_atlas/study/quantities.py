@@ -4,7 +4,8 @@ Each quantity's margin is the difference below which the report would call two m
 TOST over paired seeds at that margin), in the quantity's own units: 0.02 in mean Frobenius error is about
 6 % of a default VAE's; 0.05 in a valid fraction is five percentage points; 0.05 in a score on [0, 1].
 
-Each tuple below is a *family*: the quantities that answer one question (how well does it reconstruct? where
+Each quantity belongs to a *family* (``_family``, or ``HOLES`` for the distance bins and the tail-to-tail paths): the
+quantities that answer one question (how well does it reconstruct? where
 are the holes? how good are the samples? ...). A verdict is decided on its p-value Holm-adjusted within its
 family, so that asking one question several ways (five distance bins, three summaries of one error) does not
 multiply the chances of a false "A > B". The families were declared by question, after a review found the

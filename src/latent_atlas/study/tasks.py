@@ -91,7 +91,10 @@ def train_run(ctx: TaskContext) -> dict[str, Any]:
                                                                    wanted)
 
     staging = run_dir.with_name(f".{run_dir.name}.training")
-    target = run_dir if holds_this_run(run_dir) or not run_dir.exists() else staging
+    if holds_this_run(run_dir):
+        target = run_dir
+    else:  # train beside what the run folder holds; a staged run of these settings (a kill mid-swap) goes on
+        target = staging if run_dir.exists() or holds_this_run(staging) else run_dir
     resume = holds_this_run(target)
     if target.exists() and not resume:
         shutil.rmtree(target)
@@ -110,9 +113,11 @@ def _replace_folder(old: Path, new: Path) -> None:
     aside = old.with_name(f".{old.name}.replaced")
     if aside.exists():
         shutil.rmtree(aside)
-    os.replace(old, aside)
+    if old.exists():  # absent when a kill came between the two renames: the run to keep is ``new``
+        os.replace(old, aside)
     os.replace(new, old)
-    shutil.rmtree(aside)
+    if aside.exists():
+        shutil.rmtree(aside)
 
 
 def evaluate_run(ctx: TaskContext) -> dict[str, Any]:

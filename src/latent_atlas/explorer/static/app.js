@@ -583,6 +583,7 @@
       $("colour-by").value = state.colour;
       marker = await colourMarker(run);
     }
+    if (info().id !== run.id) return;  // another run was chosen while the colours loaded: its draw shows it
     const points = {
       type: "scatter3d", mode: "markers", name: "codes",
       x: column(0), y: column(1), z: column(2),
