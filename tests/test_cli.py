@@ -260,3 +260,16 @@ def test_killed_training_resumes_to_the_same_weights(tmp_path):
     assert main(["train", *common, "-o", str(tmp_path / "killed"), "--resume"]) == 0
     whole = (tmp_path / "whole" / "model.safetensors").read_bytes()
     assert (tmp_path / "killed" / "model.safetensors").read_bytes() == whole
+
+
+def test_no_report_says_when_an_older_report_is_left_in_place(capsys, tmp_path, monkeypatch):
+    import latent_atlas.study as study
+    import latent_atlas.study.summary as summary
+
+    monkeypatch.setattr(study, "run_study", lambda *args, **kwargs: None)  # the study itself is tested elsewhere
+    monkeypatch.setattr(summary, "study_summary", lambda result: "summary")
+    code, out, _ = run_cli(capsys, "study", "-o", tmp_path, "--no-report")
+    assert code == 0 and "not redrawn" not in out
+    (tmp_path / "report.html").write_text("<html></html>")
+    code, out, _ = run_cli(capsys, "study", "-o", tmp_path, "--no-report")
+    assert code == 0 and "report.html is from an earlier run and was not redrawn" in out

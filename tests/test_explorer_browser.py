@@ -311,9 +311,29 @@ def test_page_decodes_on_click_slider_and_plane(server_url, session, tmp_path):
     page.wait_for_selector("#path-strip-2 canvas", timeout=TIMEOUT_MS)
     assert page.locator("#path-strip canvas").count() == 12
     assert page.locator("#path-factors .main-svg").count() > 0
+    legend = page.evaluate("document.getElementById('path-factors').data.filter((t) => t.showlegend !== false)"
+                           ".map((t) => [t.name, t.marker.symbol])")
+    assert sorted(legend) == sorted([[VAE, "circle"], [AE, "circle"]])  # one plain entry per run
 
     page.screenshot(path=str(tmp_path / "explorer.png"), full_page=True)
     shutil.copy(tmp_path / "explorer.png", Path(tempfile.gettempdir()) / "explorer.png")
+
+
+def test_a_path_request_that_fails_clears_the_previous_path(server_url, session):
+    page = session.page
+    open_explorer(page, server_url)
+    page.click("#path-run")
+    page.wait_for_selector("#path-strip-2 canvas", timeout=TIMEOUT_MS)
+    page.route("**/paths", lambda route: route.fulfill(status=422, content_type="application/json",
+                                                       body='{"detail": "no path here"}'))
+    page.click("#path-run")
+    wait_until(page, "document.getElementById('status').textContent.includes('Path failed')")
+    assert page.locator("#path-strips canvas").count() == 0
+    assert page.evaluate("window.atlasExplorer.state.path") is None
+    page.unroute("**/paths")
+    assert session.errors == ["Failed to load resource: the server responded with a status of 422 "
+                              "(Unprocessable Entity)"]  # the browser's own note on the refused request
+    session.errors.clear()
 
 
 def test_a_study_folder_lists_its_runs_any_two_compare_and_verdicts_colour_the_scatter(server_url, session):

@@ -121,6 +121,9 @@ def _cmd_study(args: argparse.Namespace) -> None:
     config = study_config_from(load_toml(args.config), quick=args.quick, sections=sections)
     result = run_study(config, Path(args.output), report=not args.no_report, **_graph_options(args))
     print(study_summary(result))
+    if args.no_report and (Path(args.output) / "report.html").is_file():
+        print(f"note: {Path(args.output) / 'report.html'} is from an earlier run and was not redrawn (--no-report); "
+              "it may not match these results")
 
 
 def _cmd_sweep(args: argparse.Namespace) -> None:

@@ -973,6 +973,7 @@
       saveHash();
       status("");
     } catch (error) {
+      clearPath();  // not the previous path's strips and chart under a request that failed
       status(`Path failed: ${error.message}`);
     }
     button.disabled = false;
@@ -1019,9 +1020,13 @@
           line: {color: RUN_COLOURS[k], dash: k === 0 ? "solid" : "dash"},
           marker: {size: 7, color: answer.valid === null ? RUN_COLOURS[k] : answer.valid.map((v) => (v ? RUN_COLOURS[k] : "#c0392b")),
             symbol: answer.valid === null ? "circle" : answer.valid.map((v) => (v ? "circle" : "x"))},
-          showlegend: j === 0, legendgroup: state.path.order[k],
+          showlegend: false, legendgroup: state.path.order[k],
         });
       });
+      // the legend's entry: the run's line and a plain marker (a trace's own first marker may be an invalid "x")
+      traces.push({type: "scatter", mode: "lines+markers", name: state.path.order[k], x: [null], y: [null],
+        xaxis: "x", yaxis: "y", line: {color: RUN_COLOURS[k], dash: k === 0 ? "solid" : "dash"},
+        marker: {size: 7, color: RUN_COLOURS[k], symbol: "circle"}, legendgroup: state.path.order[k], hoverinfo: "skip"});
     });
     const layout = {
       grid: {rows: names.length, columns: 1, shared_xaxes: true, roworder: "top to bottom"},
@@ -1029,7 +1034,10 @@
       legend: {orientation: "h", y: -0.12},
       xaxis: {title: {text: "step along the path"}, dtick: 1},
     };
-    names.forEach((name, j) => { layout[`yaxis${j === 0 ? "" : j + 1}`] = {title: {text: name}, zeroline: false}; });
+    // df spans decades (2 and 200 in the data, up to 10^4 fitted): a log axis keeps the data's range readable
+    names.forEach((name, j) => {
+      layout[`yaxis${j === 0 ? "" : j + 1}`] = {title: {text: name}, zeroline: false, type: name === "df" ? "log" : "linear"};
+    });
     const box = $("path-factors");
     box.classList.add("filled");
     box.style.height = `${layout.height}px`;
