@@ -8,8 +8,9 @@ Each quantity belongs to a *family* (``_family``, or ``HOLES`` for the distance 
 quantities that answer one question (how well does it reconstruct? where
 are the holes? how good are the samples? ...). A verdict is decided on its p-value Holm-adjusted within its
 family, so that asking one question several ways (five distance bins, three summaries of one error) does not
-multiply the chances of a false "A > B". The families were declared by question, after a review found the
-verdicts unadjusted and before the adjusted results were looked at; the margins are the original ones.
+multiply the chances of a false "A > B". The families were declared after a review found the verdicts
+unadjusted, so with the raw p-values known (before the adjusted ones were computed); they follow the questions of
+the report's sections, not the results. The margins are the original ones.
 """
 
 from __future__ import annotations
