@@ -18,6 +18,7 @@ from latent_atlas.study.aggregates import (
     level_trend,
     validity_evidence,
 )
+from latent_atlas.study.quantities import EVIDENCE_MARGINS, RECONSTRUCTION
 
 THRESHOLD = 0.04
 
@@ -53,7 +54,8 @@ def test_validity_evidence_takes_seeds_as_the_unit_not_pooled_images(tmp_path):
             _evaluation(tmp_path, f"runs/{model}-s{seed}", _images_with_valid_fraction(fraction))
     write_json(tmp_path / "oracle.json", {"shape_threshold": THRESHOLD})
     validity_evidence(_context(tmp_path, {"runs": _runs([0, 1, 2]), "models": ["vae", "ae"], "oracle": "oracle.json",
-                                          "band": [0.5, 2.0], "path": "evidence.json"}))
+                                          "band": [0.5, 2.0], "margins": EVIDENCE_MARGINS,
+                                          "path": "evidence.json"}))
     entry = json.loads((tmp_path / "evidence.json").read_text())["comparisons"]["reconstructions"]
     vae, ae = np.array(list(fractions["vae"].values())), np.array(list(fractions["ae"].values()))
     verdict = entry["paired"]["verdict"]
@@ -69,6 +71,26 @@ def test_validity_evidence_takes_seeds_as_the_unit_not_pooled_images(tmp_path):
     assert entry["auc_over_seeds"]["n"] == 3
 
 
+def test_evidence_margins_are_those_of_the_quantities_they_check(tmp_path):
+    from latent_atlas.study import study_config_from
+    from latent_atlas.study.aggregates import VALIDITY_SOURCES
+    from latent_atlas.study.pipeline import study_graph
+
+    assert set(EVIDENCE_MARGINS) == set(VALIDITY_SOURCES)
+    assert EVIDENCE_MARGINS["reconstructions"] == next(q.margin for q in RECONSTRUCTION
+                                                       if q.name == "reconstructions_valid")
+    evidence = study_graph(study_config_from({})).aggregates["evidence-gaussian"]
+    assert evidence.params["margins"] == EVIDENCE_MARGINS
+    for row in (0, 1):
+        _evaluation(tmp_path, f"runs/vae-s{row}", np.full(10, 0.1 * THRESHOLD))
+        _evaluation(tmp_path, f"runs/ae-s{row}", np.full(10, 0.1 * THRESHOLD))
+    write_json(tmp_path / "oracle.json", {"shape_threshold": THRESHOLD})
+    margins = {**EVIDENCE_MARGINS, "reconstructions": 0.123}
+    validity_evidence(_context(tmp_path, {"runs": _runs([0, 1]), "models": ["vae", "ae"], "oracle": "oracle.json",
+                                          "band": [0.5, 2.0], "margins": margins, "path": "evidence.json"}))
+    assert json.loads((tmp_path / "evidence.json").read_text())["comparisons"]["reconstructions"]["margin"] == 0.123
+
+
 def test_validity_evidence_counts_the_range_check_and_every_threshold(tmp_path):
     residuals = np.linspace(0.01, 0.09, 9) * THRESHOLD / 0.04  # one image at each 0.25x ... 2.25x
     for seed in (0, 1):
@@ -76,7 +98,8 @@ def test_validity_evidence_counts_the_range_check_and_every_threshold(tmp_path):
         _evaluation(tmp_path, f"runs/ae-s{seed}", residuals)
     write_json(tmp_path / "oracle.json", {"shape_threshold": THRESHOLD})
     validity_evidence(_context(tmp_path, {"runs": _runs([0, 1]), "models": ["vae", "ae"], "oracle": "oracle.json",
-                                          "band": [0.5, 2.0], "path": "evidence.json"}))
+                                          "band": [0.5, 2.0], "margins": EVIDENCE_MARGINS,
+                                          "path": "evidence.json"}))
     rows = json.loads((tmp_path / "evidence.json").read_text())["comparisons"]["reconstructions"]["stability"]
     for row in rows["thresholds"]:
         expected_vae = np.mean((residuals <= row["threshold"]) & (np.arange(9) != 0))

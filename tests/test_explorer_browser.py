@@ -368,6 +368,14 @@ def test_a_study_folder_lists_its_runs_any_two_compare_and_verdicts_colour_the_s
     wait_until(page, "document.getElementById('scatter').dataset.colour === 'valid'")
     colours = page.evaluate("Array.from(document.getElementById('scatter').data[0].marker.color)")
     assert colours == [int(v) for v in api_get(server_url, f"/api/runs/{AE}/verdicts")["valid"]]
+    # a yes/no colouring: two blocks of colour, each value in the middle of its block, not ends of a gradient
+    marker = page.evaluate("(() => { const m = document.getElementById('scatter').data[0].marker;"
+                           " return [m.cmin, m.cmax, m.colorscale]; })()")
+    cmin, cmax, scale = marker
+    positions = [(value - cmin) / (cmax - cmin) for value in (0, 1)]
+    colour_at = {position: colour for position, colour in scale}
+    assert [stop for stop, _ in scale] == [0, 0.5, 0.5, 1] and colour_at[0] != colour_at[1]
+    assert positions[0] < 0.5 < positions[1]
     assert "reconstructions pass" in page.locator("#status").inner_text()
     assert urllib.parse.unquote(page.url).count("colour=valid") == 1
 

@@ -112,6 +112,66 @@ def test_the_ready_task_with_the_longest_chain_ahead_starts_first(tmp_path):
     assert calls(tmp_path) == ["data-a", "train-a", "data-b", "train-b", "evaluate-a", "analyse-a", "evaluate-b"]
 
 
+def make_thing(ctx: TaskContext) -> dict:
+    """Writes out/<id>.txt (its declared output) holding the file made.txt's text: what it "makes"."""
+    made = (ctx.root / "made.txt").read_text() if (ctx.root / "made.txt").exists() else "first"
+    path = ctx.root / "out" / f"{ctx.task_id}.txt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(made)
+    with open(ctx.root / "calls.log", "a") as log:
+        log.write(ctx.task_id + "\n")
+    return {"content_hash": made, "value": 1}
+
+
+def write_extra(ctx: TaskContext) -> dict:
+    """Writes a file known only once it runs, and names it in its summary's ``files``."""
+    (ctx.root / "extra.txt").write_text("x")
+    with open(ctx.root / "calls.log", "a") as log:
+        log.write(ctx.task_id + "\n")
+    return {"value": 1, "files": ["extra.txt"]}
+
+
+def made_chain() -> Task:
+    made = Task("make", "data", make_thing, {}, outputs=("out/make.txt",))
+    middle = Task("use", "train", add_inputs, {}, {"made": made})
+    return Task("last", "report", add_inputs, {}, {"used": middle})
+
+
+def test_a_finished_task_whose_outputs_have_gone_runs_again_alone_when_it_makes_the_same(tmp_path, capsys):
+    run_tasks([made_chain()], tmp_path, backend="local", progress=False)
+    (tmp_path / "out" / "make.txt").unlink()
+    run_tasks([made_chain()], tmp_path, backend="local", progress=True)
+    assert calls(tmp_path) == ["make", "use", "last", "make"]  # what was built on it stays: it made the same
+    assert (tmp_path / "out" / "make.txt").read_text() == "first"
+    err = capsys.readouterr().err
+    assert "[graph] make: out/make.txt is missing; running it again" in err
+    assert "[1/3 tasks" not in err and "[3/3 tasks" in err.splitlines()[-1]
+
+    run_tasks([made_chain()], tmp_path, backend="local", progress=False)
+    assert calls(tmp_path)[4:] == []  # repaired: nothing left to do
+
+
+def test_a_task_run_again_that_makes_something_else_redoes_what_was_built_on_it(tmp_path, capsys):
+    run_tasks([made_chain()], tmp_path, backend="local", progress=False)
+    (tmp_path / "out" / "make.txt").unlink()
+    (tmp_path / "made.txt").write_text("second")  # e.g. retrained on another CPU: other weights
+    run_tasks([made_chain()], tmp_path, backend="local", progress=True)
+    assert calls(tmp_path)[3:] == ["make", "use", "last"]
+    lines = capsys.readouterr().err.splitlines()
+    assert "[graph] use: make made something other than before; running it again" in lines
+    assert lines[-1].startswith("[3/3 tasks")  # the reopened tasks are not counted twice
+
+
+def test_files_a_summary_names_are_outputs_too(tmp_path):
+    task = Task("extra", "report", write_extra, {})
+    run_tasks([task], tmp_path, backend="local", progress=False)
+    run_tasks([task], tmp_path, backend="local", progress=False)
+    assert calls(tmp_path) == ["extra"]
+    (tmp_path / "extra.txt").unlink()
+    run_tasks([task], tmp_path, backend="local", progress=False)
+    assert calls(tmp_path) == ["extra", "extra"] and (tmp_path / "extra.txt").exists()
+
+
 def test_progress_lines_count_tasks(tmp_path, capsys):
     run_tasks([graph()], tmp_path, backend="local", progress=True)
     err = capsys.readouterr().err.splitlines()

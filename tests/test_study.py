@@ -153,6 +153,28 @@ def test_a_second_run_redoes_nothing(tiny_study):
     assert ledger_entry(tiny_study.output, "report")["key"] == tiny_study.graph.report.key
 
 
+def test_deleted_outputs_are_made_again_and_nothing_else(tiny_study, tmp_path, capsys):
+    """Outputs deleted by hand are made again by exactly the tasks that made them: a run's weights come back
+    from its training state (the same bytes, so nothing built on them is redone)."""
+    copy = tmp_path / "study"
+    shutil.copytree(tiny_study.output, copy)
+    model = copy / "runs/gaussian-vae-s0/model.safetensors"
+    weights = model.read_bytes()
+    manifest = json.loads((copy / "figures/_section-latent_section.json").read_text())
+    figure = copy / "figures" / next(iter(manifest.values()))["file"]
+    gone = [model, copy / "runs/gaussian-ae-s1/analysis/generation.json", copy / "aggregates/compare-gaussian.json",
+            figure, copy / "report.html"]
+    for path in gone:
+        path.unlink()
+    run_study(study_config_from(STUDY_TOML), copy, backend="local", progress=True)
+    err = capsys.readouterr().err
+    rerun = sorted(re.findall(r"\] \w+ (\S+) done in", err))
+    assert rerun == sorted(["train-gaussian-vae-s0", "analyse-gaussian-ae-s1-generation", "aggregate-compare-gaussian",
+                            "report-latent_section", "report"])
+    assert "[graph] train-gaussian-vae-s0: runs/gaussian-vae-s0/model.safetensors is missing; running it again" in err
+    assert all(path.exists() for path in gone) and model.read_bytes() == weights
+
+
 def test_report_opens_in_chromium_without_errors_or_requests(tiny_study):
     from .browser import launch_chromium
 

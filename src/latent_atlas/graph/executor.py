@@ -1,7 +1,7 @@
 """Run a task graph: in this process, one task at a time, or on Ray, many at once.
 
 Both backends share one driver loop: collect the targets' dependencies, skip what the ledger says has
-finished with the same key, submit every task whose inputs are done (at most ``max_parallel`` at a
+finished with the same key (and whose outputs are all still there), submit every task whose inputs are done (at most ``max_parallel`` at a
 time), and report progress as tasks finish. Tasks exchange files under the root, not objects, so a
 killed run loses only the tasks that were running; started again, it resumes from the ledger (and a
 training task resumes its own interrupted run from its last epoch).
@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import AtlasError
-from .task import LEDGER_DIR, Task, TaskContext, is_done, ledger_entry, record
+from .task import LEDGER_DIR, Task, TaskContext, identity, ledger_entry, missing_outputs, record, recorded
 
 BACKENDS = ("ray", "local")
 LOCK_FILE = ".lock"
@@ -116,6 +116,16 @@ class Progress:
             self.say(f"[{self.done}/{self.total} tasks | runs {self.runs_done}/{self.runs_total}] "
                      f"{task.stage} {task.id} done in {seconds:.1f} s; running: {now}")
 
+    def rerunning(self, task_id: str, why: str) -> None:
+        if self.enabled:
+            self.say(f"[graph] {task_id}: {why}; running it again")
+
+    def reopened(self, task: Task, why: str) -> None:
+        """A task counted as done that has to run again after all."""
+        self.done -= 1
+        self.runs_done -= task.stage == "train"
+        self.rerunning(task.id, why)
+
     def say(self, message: str) -> None:
         print(message, file=self.stream, flush=True)
 
@@ -175,10 +185,20 @@ def run_tasks(
     root = Path(root)
     tasks = collect(targets)
     with exclusive(root):
-        done = {task.id for task in tasks if is_done(root, task)}
+        done: set[str] = set()
+        repairs: dict[str, tuple[dict[str, Any], list[str]]] = {}  # finished, but outputs gone: (identity, gone)
+        for task in tasks:
+            entry = recorded(root, task)
+            missing = [] if entry is None else missing_outputs(root, task, entry)
+            if entry is not None and not missing:
+                done.add(task.id)
+            elif missing:
+                repairs[task.id] = (identity(entry["summary"]), missing)
         todo = [task for task in tasks if task.id not in done]
         report = Progress(tasks, done, progress)
         report.start(len(todo))
+        for task_id, (_, missing) in repairs.items():
+            report.rerunning(task_id, f"{_listed(missing)} {'is' if len(missing) == 1 else 'are'} missing")
         if todo:
             if backend == "local":
                 runner = LocalBackend(root)
@@ -187,7 +207,8 @@ def run_tasks(
 
                 runner = RayBackend(root, address=address, max_parallel=max_parallel)
             with runner:
-                _drive(todo, done, runner, max_parallel or runner.capacity, report)
+                _drive(tasks, todo, done, runner, max_parallel or runner.capacity, report,
+                       {task_id: made for task_id, (made, _) in repairs.items()})
         return {task.id: ledger_entry(root, task.id)["summary"] for task in tasks}
 
 
@@ -200,22 +221,36 @@ def path_lengths(tasks: list[Task]) -> dict[str, float]:
     """Each task's weight plus the heaviest chain of tasks that wait on it (its upward rank): starting the
     ready task with the longest such chain first keeps the cores busy to the end, e.g. a dataset that gates
     trainings starts before the analyses of another dataset's finished runs. ``tasks``: inputs first."""
-    dependents: dict[str, list[str]] = {task.id: [] for task in tasks}
-    for task in tasks:
-        for dependency in task.inputs.values():
-            if dependency.id in dependents:
-                dependents[dependency.id].append(task.id)
+    dependents = _dependents(tasks)
     lengths: dict[str, float] = {}
     for task in reversed(tasks):  # every dependent before the task it waits on
         lengths[task.id] = STAGE_WEIGHTS.get(task.stage, 1.0) + max(
-            (lengths[d] for d in dependents[task.id]), default=0.0)
+            (lengths[d.id] for d in dependents[task.id]), default=0.0)
     return lengths
 
 
-def _drive(todo: list[Task], done: set[str], runner: Any, max_parallel: int, report: Progress) -> None:
+def _listed(paths: list[str], shown: int = 3) -> str:
+    more = len(paths) - shown
+    return ", ".join(paths[:shown]) + (f" and {more} more" if more > 0 else "")
+
+
+def _dependents(tasks: list[Task]) -> dict[str, list[Task]]:
+    """Each task's id -> the tasks that read its outputs."""
+    dependents: dict[str, list[Task]] = {task.id: [] for task in tasks}
+    for task in tasks:
+        for dependency in task.inputs.values():
+            dependents.setdefault(dependency.id, []).append(task)
+    return dependents
+
+
+def _drive(tasks: list[Task], todo: list[Task], done: set[str], runner: Any, max_parallel: int, report: Progress,
+           repairs: dict[str, dict[str, Any]]) -> None:
+    """Run ``todo``. ``repairs``: the tasks run again because their outputs had gone, with what they had made
+    (``task.identity``); one that now makes something else has every finished task built on it run again too."""
     pending = list(todo)
     running: dict[Any, tuple[Task, float]] = {}
-    lengths = path_lengths(todo)
+    lengths = path_lengths(tasks)
+    dependents = _dependents(tasks)
     while pending or running:
         ready = [t for t in pending if all(dep.id in done for dep in t.inputs.values())]
         ready.sort(key=lambda t: -lengths[t.id])  # the longest chain ahead first; ties in graph order
@@ -227,12 +262,30 @@ def _drive(todo: list[Task], done: set[str], runner: Any, max_parallel: int, rep
         if not running:
             missing = sorted({dep.id for t in pending for dep in t.inputs.values() if dep.id not in done})
             raise AtlasError(f"tasks wait on inputs that never finish: {', '.join(missing)}")
-        for handle, _, error in runner.wait(list(running)):
+        for handle, summary, error in runner.wait(list(running)):
             task, started = running.pop(handle)
             if error is not None:
                 raise _task_error(task, error)
             done.add(task.id)
             report.finished(task, time.perf_counter() - started, (t for t, _ in running.values()))
+            if task.id in repairs and identity(summary) != repairs[task.id]:
+                for stale in _built_on(task, dependents, done):
+                    done.discard(stale.id)
+                    pending.append(stale)
+                    report.reopened(stale, f"{task.id} made something other than before")
+
+
+def _built_on(task: Task, dependents: dict[str, list[Task]], done: set[str]) -> list[Task]:
+    """The finished tasks that depend on ``task``, directly or through others, each once."""
+    found: dict[str, Task] = {}
+    stack = list(dependents.get(task.id, ()))
+    while stack:
+        dependent = stack.pop()
+        if dependent.id in found:
+            continue
+        found[dependent.id] = dependent
+        stack.extend(dependents.get(dependent.id, ()))
+    return [t for t in found.values() if t.id in done]
 
 
 def _task_error(task: Task, error: BaseException) -> BaseException:

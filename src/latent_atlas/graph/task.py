@@ -31,6 +31,9 @@ class Task:
     ``cpus`` is the share of the machine the task declares (Ray schedules by it and the task sets its
     torch and BLAS threads from it). Bump ``version`` when ``fn`` changes what it computes. ``options``
     change how a task runs but not what it computes (e.g. experiment tracking): they stay out of the key.
+    ``outputs`` are the files (or folders), relative to the root, that a finished task leaves; a summary may add
+    the ones known only once it ran, as a list under ``"files"``. A finished task whose outputs have gone is run
+    again (``missing_outputs``).
     """
 
     id: str
@@ -41,6 +44,7 @@ class Task:
     cpus: float = 1.0
     version: int = 1
     options: Mapping[str, Any] = field(default_factory=dict)
+    outputs: tuple[str, ...] = ()
 
     @cached_property
     def key(self) -> str:
@@ -90,9 +94,31 @@ def ledger_entry(root: Path, task_id: str) -> dict[str, Any] | None:
     return entry if isinstance(entry, dict) and "key" in entry and "summary" in entry else None
 
 
-def is_done(root: Path, task: Task) -> bool:
+# Summary fields that name what a task made (a dataset's bytes, a run's weights). A task run again because its
+# outputs had gone is expected to make the same; where it does not, what was built on the old one is redone.
+IDENTITY_FIELDS = ("content_hash", "model_sha256")
+
+
+def recorded(root: Path, task: Task) -> dict[str, Any] | None:
+    """The task's ledger entry when it is for this task's key, else None."""
     entry = ledger_entry(root, task.id)
-    return entry is not None and entry["key"] == task.key
+    return entry if entry is not None and entry["key"] == task.key else None
+
+
+def missing_outputs(root: Path, task: Task, entry: dict[str, Any]) -> list[str]:
+    """The outputs of a recorded task that are no longer under the root."""
+    files = entry["summary"].get("files") if isinstance(entry["summary"], dict) else None
+    declared = [*task.outputs, *(f for f in files or () if isinstance(f, str))]
+    return [path for path in declared if not (Path(root) / path).exists()]
+
+
+def identity(summary: dict[str, Any]) -> dict[str, Any]:
+    return {name: summary[name] for name in IDENTITY_FIELDS if isinstance(summary, dict) and name in summary}
+
+
+def is_done(root: Path, task: Task) -> bool:
+    entry = recorded(root, task)
+    return entry is not None and not missing_outputs(root, task, entry)
 
 
 def record(root: Path, task: Task, summary: dict[str, Any], seconds: float) -> None:

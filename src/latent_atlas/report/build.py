@@ -58,6 +58,11 @@ def condition_label(condition: str, requested: Any) -> str:
     return f"{requested} tails" if condition == "df" else f"{condition} = {float(requested) + 0.0:g}"
 
 
+
+def section_manifest(section: str) -> str:
+    """Where a section's figure manifest is, relative to the study folder."""
+    return f"{FIGURES_DIR}/{MANIFEST_PREFIX}{section}.json"
+
 class ReportBuilder:
     """Draws the report's figures section by section (each section can run as its own task), then renders the
     HTML from the manifests the sections left in the figures folder."""
@@ -392,14 +397,14 @@ class ReportBuilder:
         if section not in self.SECTIONS:
             raise ValueError(f"unknown report section {section!r}")
         getattr(self, section)()
-        write_json(self.root / FIGURES_DIR / f"{MANIFEST_PREFIX}{section}.json", self.figures.manifest)
+        write_json(self.root / section_manifest(section), self.figures.manifest)
         return self.figures.manifest
 
     def render(self) -> str:
         """The HTML, with every figure the sections' manifests list inlined."""
         fig: dict[str, Markup] = {}
         for section in self.SECTIONS:
-            manifest = read_json(self.root / FIGURES_DIR / f"{MANIFEST_PREFIX}{section}.json", what="figure manifest")
+            manifest = read_json(self.root / section_manifest(section), what="figure manifest")
             fig.update({key: inline_figure(self.root / FIGURES_DIR, entry) for key, entry in manifest.items()})
         environment = jinja2.Environment(
             loader=jinja2.PackageLoader("latent_atlas", "report/templates"),

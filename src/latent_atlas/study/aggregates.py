@@ -140,23 +140,20 @@ def quantity_params(quantities: list[Quantity]) -> list[dict[str, Any]]:
 
 @dataclass(frozen=True)
 class ValiditySource:
-    """Where a validity comparison's per-image shape residuals and range checks live in a run folder, and the
-    margin its valid fraction is called equivalent at (that of the matching quantity in ``quantities``)."""
+    """Where a validity comparison's per-image shape residuals and range checks live in a run folder. Its
+    equivalence margin is that of the quantity it checks (``quantities.EVIDENCE_MARGINS``, a task parameter)."""
 
     file: str
     residual_key: str
     range_key: str
-    margin: float
 
 
 VALIDITY_SOURCES = {
-    "reconstructions": ValiditySource("evaluation.npz", "verdict_shape_residual", "verdict_in_range", 0.02),
-    "empty_regions": ValiditySource("analysis/empty_regions.npz", "points/shape_residual", "points/in_range", 0.05),
-    "tail_paths": ValiditySource("analysis/tail_paths.npz", "shape_residual", "in_range", 0.05),
-    "gaussian_sampler": ValiditySource("analysis/generation.npz", "gaussian/s/shape_residual", "gaussian/s/in_range",
-                                       0.05),
-    "mixture_sampler": ValiditySource("analysis/generation.npz", "mixture/s/shape_residual", "mixture/s/in_range",
-                                      0.05),
+    "reconstructions": ValiditySource("evaluation.npz", "verdict_shape_residual", "verdict_in_range"),
+    "empty_regions": ValiditySource("analysis/empty_regions.npz", "points/shape_residual", "points/in_range"),
+    "tail_paths": ValiditySource("analysis/tail_paths.npz", "shape_residual", "in_range"),
+    "gaussian_sampler": ValiditySource("analysis/generation.npz", "gaussian/s/shape_residual", "gaussian/s/in_range"),
+    "mixture_sampler": ValiditySource("analysis/generation.npz", "mixture/s/shape_residual", "mixture/s/in_range"),
 }
 
 
@@ -194,7 +191,8 @@ def validity_evidence(ctx: TaskContext) -> dict[str, Any]:
     thresholds = threshold * multipliers
     at_operating_point = int(np.flatnonzero(multipliers == 1.0)[0])
     out: dict[str, Any] = {"operating_point": threshold, "band": list(band), "models": kinds, "comparisons": {}}
-    for source, where in VALIDITY_SOURCES.items():
+    for source in VALIDITY_SOURCES:
+        margin = float(p["margins"][source])
         per_model: dict[str, dict[int, tuple[np.ndarray, np.ndarray]]] = {k: {} for k in kinds}
         for row in p["runs"]:
             arrays = validity_arrays(ctx.root, row["run_dir"], source)
@@ -207,10 +205,10 @@ def validity_evidence(ctx: TaskContext) -> dict[str, Any]:
         at_point = {k: dict(zip(seeds, fractions[k][:, at_operating_point].tolist())) for k in kinds}
         auc = {s: rank_comparison(per_model[kinds[0]][s][0], per_model[kinds[1]][s][0])["auc"] for s in seeds}
         out["comparisons"][source] = {
-            "seeds": seeds, "n_seeds": len(seeds), "margin": where.margin,
+            "seeds": seeds, "n_seeds": len(seeds), "margin": margin,
             "n_images": {k: [int(per_model[k][s][0].size) for s in seeds] for k in kinds},
             "auc_over_seeds": over_seeds(auc),
-            "paired": paired_over_seeds(at_point[kinds[0]], at_point[kinds[1]], where.margin, names=tuple(kinds)),
+            "paired": paired_over_seeds(at_point[kinds[0]], at_point[kinds[1]], margin, names=tuple(kinds)),
             "stability": stability_over_seeds(fractions[kinds[0]], fractions[kinds[1]], thresholds, band,
                                               names=kinds)}
     write_json(ctx.root / p["path"], json_safe(out))

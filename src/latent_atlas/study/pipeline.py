@@ -22,7 +22,7 @@ from .aggregates import (
 from .config import StudyConfig
 from .datasets import DATASET_ANALYSES
 from .plan import GraphBuilder, RunTasks
-from .quantities import COMPARISONS, CURVES, EVIDENCE_BAND
+from .quantities import COMPARISONS, CURVES, EVIDENCE_BAND, EVIDENCE_MARGINS
 from .registry import ANALYSES
 from .runs import CORE, study_runs
 
@@ -52,44 +52,50 @@ def study_graph(config: StudyConfig, with_report: bool = True, tracking: str = "
         data, oracle = builder.data_tasks(config.data_for(kind))
         for name, entry in DATASET_ANALYSES.items():
             if entry.applies(kind):
+                path = f"datasets/{kind}/{name}.json"
                 dataset_tasks[f"{kind}/{name}"] = Task(
                     f"dataset-{kind}-{name}", "analyse", entry.fn,
                     {"dataset": data.params["path"], "oracle": oracle.params["path"], "analysis": name,
-                     "path": f"datasets/{kind}/{name}.json", "seed": config.analysis_seed, **entry.params},
-                    {"data": data, "oracle": oracle}, version=entry.version)
+                     "path": path, "seed": config.analysis_seed, **entry.params},
+                    {"data": data, "oracle": oracle}, version=entry.version, outputs=(path,))
     aggregates: dict[str, Task] = {}
     for comparison in COMPARISONS:
         members = [r for r in runs.values() if comparison.group in r.spec.groups
                    and r.spec.data_kind == comparison.dataset and r.spec.model_kind in config.models]
         if not members or comparison.dataset not in config.datasets:
             continue
+        path = f"aggregates/{comparison.name}.json"
         aggregates[comparison.name] = Task(
             f"aggregate-{comparison.name}", "aggregate", compare_models,
             {"runs": _run_rows(members), "models": list(config.models),
-             "quantities": quantity_params(comparison.quantities), "path": f"aggregates/{comparison.name}.json"},
-            {name: task for r in members for name, task in _analysis_inputs(r).items()}, version=COMPARE_VERSION)
+             "quantities": quantity_params(comparison.quantities), "path": path},
+            {name: task for r in members for name, task in _analysis_inputs(r).items()}, version=COMPARE_VERSION,
+            outputs=(path,))
     for kind in config.datasets:
         members = [r for r in runs.values() if CORE in r.spec.groups and r.spec.data_kind == kind
                    and r.spec.model_kind in config.models]
         if len(config.models) != 2 or not members:
             continue
         _, oracle = builder.data_tasks(config.data_for(kind))
+        path = f"aggregates/evidence-{kind}.json"
         aggregates[f"evidence-{kind}"] = Task(
             f"aggregate-evidence-{kind}", "aggregate", validity_evidence,
             {"runs": _run_rows(members), "models": list(config.models), "oracle": oracle.params["path"],
-             "band": list(EVIDENCE_BAND), "path": f"aggregates/evidence-{kind}.json"},
-            {name: task for r in members for name, task in _analysis_inputs(r).items()}, version=EVIDENCE_VERSION)
+             "band": list(EVIDENCE_BAND), "margins": EVIDENCE_MARGINS, "path": path},
+            {name: task for r in members for name, task in _analysis_inputs(r).items()}, version=EVIDENCE_VERSION,
+            outputs=(path,))
     for curve in CURVES:
         members = [r for r in runs.values() if curve.group in r.spec.groups]
         if not members:
             continue
+        path = f"aggregates/{curve.name}.json"
         aggregates[curve.name] = Task(
             f"aggregate-{curve.name}", "aggregate", curves_over_setting,
             {"runs": _run_rows(members), "setting": curve.setting, "quantities": quantity_params(curve.quantities),
-             "trend_from": curve.trend_from, "path": f"aggregates/{curve.name}.json"},
-            {name: task for r in members for name, task in _analysis_inputs(r).items()})
+             "trend_from": curve.trend_from, "path": path},
+            {name: task for r in members for name, task in _analysis_inputs(r).items()}, outputs=(path,))
     from ..report.build import ReportBuilder
-    from .report_task import draw_report_section, write_report
+    from .report_task import draw_report_section, report_files, write_report
 
     results = {"config": config.to_dict(), "runs": _run_rows(list(runs.values())),
                "aggregates": {name: t.params["path"] for name, t in aggregates.items()},
@@ -103,7 +109,7 @@ def study_graph(config: StudyConfig, with_report: bool = True, tracking: str = "
                                            {**results, "section": name}, everything)
                     for name in ReportBuilder.SECTIONS}
     report = Task("report", "report", write_report, {**results, "with_report": with_report},
-                  {**everything, **sections})
+                  {**everything, **sections}, outputs=report_files(with_report))
     return StudyGraph(runs, dataset_tasks, aggregates, report)
 
 

@@ -62,10 +62,10 @@ class GraphBuilder:
         if key not in self._data:
             name = self._data_name(config)
             data = Task(f"data-{name}", "data", tasks.make_data,
-                        {"data": config.to_dict(), "path": f"data/{name}.npz"})
+                        {"data": config.to_dict(), "path": f"data/{name}.npz"}, outputs=(f"data/{name}.npz",))
+            oracle_files = {"path": f"oracle/{name}.json", "examples": f"oracle/{name}-examples.npz"}
             oracle = Task(f"oracle-{name}", "oracle", tasks.fix_shape_threshold,
-                          {"data": config.to_dict(), "path": f"oracle/{name}.json",
-                           "examples": f"oracle/{name}-examples.npz"})
+                          {"data": config.to_dict(), **oracle_files}, outputs=tuple(oracle_files.values()))
             self._data[key] = (config, data, oracle)
         _, data, oracle = self._data[key]
         return data, oracle
@@ -96,10 +96,11 @@ class GraphBuilder:
         train = Task(f"train-{spec.name}", "train", tasks.train_run,
                      {"dataset": data.params["path"], "model": spec.model.to_dict(), "train": spec.train.to_dict(),
                       "run_dir": run_dir}, {"data": data}, version=TRAIN_VERSION,
-                     options={"tracking": self.tracking})
+                     options={"tracking": self.tracking}, outputs=tasks.run_files(run_dir, tasks.TRAINING_FILES))
         paths = {"dataset": data.params["path"], "oracle": oracle.params["path"], "run_dir": run_dir}
         evaluate = Task(f"evaluate-{spec.name}", "evaluate", tasks.evaluate_run, paths,
-                        {"train": train, "oracle": oracle}, options={"tracking": self.tracking})
+                        {"train": train, "oracle": oracle}, options={"tracking": self.tracking},
+                        outputs=tasks.run_files(run_dir, tasks.EVALUATION_FILES))
         run_tasks = RunTasks(spec, data, oracle, train, evaluate)
         for name in analyses:
             analysis = ANALYSES[name]

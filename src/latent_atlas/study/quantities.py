@@ -101,6 +101,21 @@ FOUR_FACTOR = _family("four factors", (
 EVIDENCE_BAND = (0.5, 2.0)
 
 
+def _margin(name: str, quantities: tuple[Quantity, ...]) -> float:
+    return next(q.margin for q in quantities if q.name == name)
+
+
+# The evidence table's validity comparisons (``aggregates.VALIDITY_SOURCES``) are called equivalent at the margin
+# of the quantity each one checks (the distance bins all share theirs).
+EVIDENCE_MARGINS = {
+    "reconstructions": _margin("reconstructions_valid", RECONSTRUCTION),
+    "empty_regions": _margin("empty_valid_bin0", EMPTY_BINS),
+    "tail_paths": _margin("tail_paths_valid", EXPLORATION),
+    "gaussian_sampler": _margin("gaussian_valid", GENERATION),
+    "mixture_sampler": _margin("mixture_valid", GENERATION),
+}
+
+
 SAMPLER_NAMES = ("prior", "gaussian", "mixture", "two_stage")
 DIMENSION_CURVES = (
     RECONSTRUCTION[0],

@@ -135,13 +135,15 @@ def analysis_paths(run_dir: Path, name: str) -> tuple[Path, Path]:
     return run_dir / ANALYSIS_DIR / f"{name}.json", run_dir / ANALYSIS_DIR / f"{name}.npz"
 
 
-def save_output(run_dir: Path, name: str, output: AnalysisOutput, provenance: dict[str, Any]) -> None:
+def save_output(run_dir: Path, name: str, output: AnalysisOutput, provenance: dict[str, Any]) -> list[Path]:
+    """Write the analysis' results (and arrays, if any); returns the files written, the results first."""
     json_path, npz_path = analysis_paths(run_dir, name)
     if output.arrays:
         write_npz(npz_path, output.arrays)
     else:
         npz_path.unlink(missing_ok=True)
     write_json(json_path, {**output.results, "provenance": provenance})
+    return [json_path, npz_path] if output.arrays else [json_path]
 
 
 def load_results(run_dir: Path, name: str) -> dict[str, Any]:

@@ -46,10 +46,12 @@ def report_results(params: dict[str, Any]) -> dict[str, Any]:
 
 def draw_report_section(ctx: TaskContext) -> dict[str, Any]:
     """One section of the report's figures (sections are independent tasks, so they run in parallel)."""
-    from ..report.build import ReportBuilder
+    from ..report.build import FIGURES_DIR, ReportBuilder, section_manifest
 
-    manifest = ReportBuilder(ctx.root, report_results(ctx.params)).draw_section(ctx.params["section"])
-    return {"figures": len(manifest)}
+    section = ctx.params["section"]
+    manifest = ReportBuilder(ctx.root, report_results(ctx.params)).draw_section(section)
+    files = [section_manifest(section), *(f"{FIGURES_DIR}/{entry['file']}" for entry in manifest.values())]
+    return {"figures": len(manifest), "files": files}
 
 
 def write_report(ctx: TaskContext) -> dict[str, Any]:
@@ -60,4 +62,11 @@ def write_report(ctx: TaskContext) -> dict[str, Any]:
         from ..report.build import write_report_html
 
         write_report_html(ctx.root, results)
-    return {"results": RESULTS_FILE, "report": "report.html" if ctx.params["with_report"] else None}
+    return {"results": RESULTS_FILE, "report": report_files(True)[1] if ctx.params["with_report"] else None}
+
+
+def report_files(with_report: bool) -> tuple[str, ...]:
+    """What the report task leaves: results.json, and the HTML when it writes one."""
+    from ..report.build import REPORT_FILE
+
+    return (RESULTS_FILE, REPORT_FILE) if with_report else (RESULTS_FILE,)

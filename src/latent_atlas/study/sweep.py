@@ -98,7 +98,7 @@ def sweep_graph(document: dict[str, Any], tracking: str = "none", root: Path | N
     runs = [builder.run(spec) for spec in specs]
     rows = [{"values": [dict(spec.settings)[k] for k in keys], "run_dir": r.run_dir} for spec, r in zip(specs, runs)]
     return Task("results", "results", write_results_table, {"keys": keys, "rows": rows},
-                {r.spec.name: r.evaluate for r in runs})
+                {r.spec.name: r.evaluate for r in runs}, outputs=(RESULTS_FILE,))
 
 
 def run_sweep(document: dict[str, Any], output: str | Path, backend: str = "ray", address: str | None = None,

@@ -33,6 +33,14 @@ from ..training.tracking import open_tracker
 from .registry import ANALYSES, RunInputs, analysis_rng, json_safe, save_output
 from .resources import dataset_at, oracle_for
 
+# What a finished training and a finished evaluation leave in the run folder (the tasks' declared outputs).
+TRAINING_FILES = (CONFIG_FILE, MODEL_FILE)
+EVALUATION_FILES = (EVALUATION_FILE, LATENTS_FILE, METRICS_FILE)
+
+
+def run_files(run_dir: str, names: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(f"{run_dir}/{name}" for name in names)
+
 
 def make_data(ctx: TaskContext) -> dict[str, Any]:
     config = build(DataConfig, ctx.params["data"], section="data")
@@ -162,7 +170,8 @@ def analyse_run(ctx: TaskContext) -> dict[str, Any]:
                        analysis_seed=p["analysis_seed"])
     output = analysis.fn(inputs)
     output.results = json_safe(output.results)
-    save_output(run_dir, analysis.name, output, {"model_sha256": file_sha256(run_dir / MODEL_FILE),
-                                                  "dataset_hash": inputs.dataset.content_hash,
-                                                  "analysis": analysis.name, "version": analysis.version})
-    return {"file": f"{p['run_dir']}/analysis/{analysis.name}.json"}
+    written = save_output(run_dir, analysis.name, output, {"model_sha256": file_sha256(run_dir / MODEL_FILE),
+                                                            "dataset_hash": inputs.dataset.content_hash,
+                                                            "analysis": analysis.name, "version": analysis.version})
+    files = [f"{p['run_dir']}/{path.relative_to(run_dir).as_posix()}" for path in written]
+    return {"file": files[0], "files": files}

@@ -543,8 +543,10 @@
   async function colourMarker(run) {
     const data = state.data.get(run.id);
     const j = run.colour_names.indexOf(state.colour);
-    const discrete = (values, title) => ({color: values.map((v) => (v ? 1 : 0)), cmin: 0, cmax: 1,
-      colorscale: [[0, "#c0392b"], [1, "#1a7f4b"]],
+    // A yes/no value: two blocks of colour, not a gradient, with "no" and "yes" at their middles.
+    const twoColours = (no, yes) => [[0, no], [0.5, no], [0.5, yes], [1, yes]];
+    const discrete = (values, title, no = "#c0392b", yes = "#1a7f4b") => ({
+      color: values.map((v) => (v ? 1 : 0)), cmin: -0.5, cmax: 1.5, colorscale: twoColours(no, yes),
       colorbar: {title: {text: title}, thickness: 12, len: 0.6, tickvals: [0, 1], ticktext: ["no", "yes"]}});
     if (j >= 0) {
       return {color: data.colours.map((row) => row[j]), colorscale: "Viridis", cmin: null, cmax: null,
@@ -557,7 +559,7 @@
       status(`${run.id}: ${(100 * share).toFixed(1)} % of the reconstructions pass "${VERDICT_COLOURS[state.colour]}".`, false);
       return discrete(verdicts[state.colour], VERDICT_COLOURS[state.colour]);
     }
-    return {...discrete(data.isTest, "test split"), colorscale: [[0, "#9aa3b2"], [1, "#e07b00"]]};
+    return discrete(data.isTest, "test split", "#9aa3b2", "#e07b00");
   }
 
   function endTraces(run) {
