@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import pytest
 from latent_atlas.errors import AtlasError
 from latent_atlas.graph import Task, TaskContext, ledger_entry, run_tasks
 from latent_atlas.graph.executor import collect, path_lengths
+from latent_atlas.graph.task import fingerprint
 
 
 def write_number(ctx: TaskContext) -> dict:
@@ -158,8 +160,91 @@ def test_a_task_run_again_that_makes_something_else_redoes_what_was_built_on_it(
     run_tasks([made_chain()], tmp_path, backend="local", progress=True)
     assert calls(tmp_path)[3:] == ["make", "use", "last"]
     lines = capsys.readouterr().err.splitlines()
-    assert "[graph] use: make made something other than before; running it again" in lines
+    assert "[graph] use: make was made again differently; running it again" in lines
     assert lines[-1].startswith("[3/3 tasks")  # the reopened tasks are not counted twice
+
+
+def fail_once(ctx: TaskContext) -> dict:
+    """Fails while the file fail.txt exists."""
+    if (ctx.root / "fail.txt").exists():
+        raise AtlasError("failing as asked")
+    return add_inputs(ctx)
+
+
+def test_what_was_built_on_a_changed_input_stays_out_of_date_after_an_interrupted_run(tmp_path):
+    """The ledger, not the driver's memory, says what was built on what: a run that stops after an input was made
+    again differently leaves the tasks built on the old one to the next run."""
+    def chain():
+        made = Task("make", "data", make_thing, {}, outputs=("out/make.txt",))
+        return Task("last", "report", fail_once, {}, {"used": Task("use", "train", add_inputs, {}, {"made": made})})
+
+    run_tasks([chain()], tmp_path, backend="local", progress=False)
+    (tmp_path / "out" / "make.txt").unlink()
+    (tmp_path / "made.txt").write_text("second")
+    (tmp_path / "fail.txt").write_text("")
+    with pytest.raises(AtlasError, match="failing as asked"):
+        run_tasks([chain()], tmp_path, backend="local", progress=False)
+    assert calls(tmp_path)[3:] == ["make", "use"]
+    (tmp_path / "fail.txt").unlink()
+    run_tasks([chain()], tmp_path, backend="local", progress=False)
+    assert calls(tmp_path)[5:] == ["last"]  # built on the old "use": out of date still
+    run_tasks([chain()], tmp_path, backend="local", progress=False)
+    assert calls(tmp_path)[6:] == []
+
+
+def test_no_task_runs_beside_an_input_that_is_being_made_again(tmp_path):
+    """With room for two tasks, a new task reading a finished one must wait while that one's own input is made
+    again: it could be made differently, and then the finished one runs again first."""
+    def graph_with_new():
+        made = Task("make", "data", make_thing, {}, outputs=("out/make.txt",))
+        use = Task("use", "train", add_inputs, {}, {"made": made})
+        return [Task("last", "report", add_inputs, {}, {"used": use}), Task("new", "report", add_inputs, {}, {"used": use})]
+
+    run_tasks(graph_with_new()[:1], tmp_path, backend="local", progress=False)
+    (tmp_path / "out" / "make.txt").unlink()
+    (tmp_path / "made.txt").write_text("second")
+    run_tasks(graph_with_new(), tmp_path, backend="local", max_parallel=2, progress=False)
+    assert calls(tmp_path)[3:] == ["make", "use", "last", "new"]
+    entries = {name: ledger_entry(tmp_path, name) for name in ("use", "new")}
+    assert entries["new"]["made_from"] == {"use": fingerprint(graph_with_new()[1].inputs["used"],
+                                                              entries["use"]["summary"], entries["use"]["made_from"])}
+
+
+def write_part(ctx: TaskContext) -> dict:
+    """Adds its own key to the shared JSON file parts.json."""
+    path = ctx.root / "parts.json"
+    content = json.loads(path.read_text()) if path.exists() else {}
+    content[ctx.params["part"]] = 1
+    path.write_text(json.dumps(content))
+    with open(ctx.root / "calls.log", "a") as log:
+        log.write(ctx.task_id + "\n")
+    return {"value": 1}
+
+
+def test_an_output_can_be_a_key_of_a_json_file_that_two_tasks_write(tmp_path):
+    first = Task("first", "train", write_part, {"part": "training"}, outputs=("parts.json#training",))
+    second = Task("second", "evaluate", write_part, {"part": "evaluation"}, {"run": first},
+                  outputs=("parts.json#evaluation",))
+    run_tasks([second], tmp_path, backend="local", progress=False)
+    (tmp_path / "parts.json").unlink()
+    run_tasks([second], tmp_path, backend="local", progress=False)  # the first alone would leave it without one
+    assert calls(tmp_path) == ["first", "second", "first", "second"]
+    assert json.loads((tmp_path / "parts.json").read_text()) == {"training": 1, "evaluation": 1}
+
+
+def test_an_entry_written_before_files_were_recorded_names_its_output_under_file(tmp_path):
+    task = Task("extra", "report", write_extra, {})
+    run_tasks([task], tmp_path, backend="local", progress=False)
+    entry_path = tmp_path / "tasks" / "extra.json"
+    entry = json.loads(entry_path.read_text())
+    entry["summary"] = {"value": 1, "file": "extra.txt"}
+    del entry["made_from"]
+    entry_path.write_text(json.dumps(entry))
+    run_tasks([task], tmp_path, backend="local", progress=False)
+    assert calls(tmp_path) == ["extra"]
+    (tmp_path / "extra.txt").unlink()
+    run_tasks([task], tmp_path, backend="local", progress=False)
+    assert calls(tmp_path) == ["extra", "extra"]
 
 
 def test_files_a_summary_names_are_outputs_too(tmp_path):
@@ -218,10 +303,10 @@ def test_real_ray_runs_tasks_in_workers_on_loopback_and_cleans_up(tmp_path, ray_
     seen: dict[str, list[str]] = {}
     original_submit = ray_backend.RayBackend.submit
 
-    def submit_and_look(self, task):
+    def submit_and_look(self, task, made_from=None):
         seen.setdefault("listeners", _ray_listeners(self.marker))
         seen["temp_dir"] = [self.temp_dir]
-        return original_submit(self, task)
+        return original_submit(self, task, made_from)
 
     monkeypatch.setattr(ray_backend.RayBackend, "submit", submit_and_look)
     summaries = run_tasks([graph()], tmp_path, backend="ray", max_parallel=2, progress=False)
@@ -233,3 +318,12 @@ def test_real_ray_runs_tasks_in_workers_on_loopback_and_cleans_up(tmp_path, ray_
     assert not (tmp_path / "tasks" / "ray-session.json").exists()
     run_tasks([graph()], tmp_path, backend="ray", progress=False)  # all cached: Ray is not even started
     assert sorted(calls(tmp_path)) == ["a", "b", "sum"]
+
+
+def test_a_lost_ledger_entry_of_an_input_is_not_reported_as_a_change(tmp_path, capsys):
+    run_tasks([made_chain()], tmp_path, backend="local", progress=False)
+    (tmp_path / "tasks" / "make.json").unlink()  # e.g. killed while being made again
+    run_tasks([made_chain()], tmp_path, backend="local", progress=True)
+    err = capsys.readouterr().err
+    assert calls(tmp_path)[3:] == ["make"] and "running it again" not in err  # it made the same: nothing else
+    assert err.splitlines()[-1].startswith("[3/3 tasks")

@@ -175,6 +175,26 @@ def test_deleted_outputs_are_made_again_and_nothing_else(tiny_study, tmp_path, c
     assert all(path.exists() for path in gone) and model.read_bytes() == weights
 
 
+def test_a_run_folder_with_files_gone_is_made_whole_again(tiny_study, tmp_path):
+    """metrics.json holds the training's part and the evaluation's: both are written again. Without its
+    config.json a run is trained again from the start, which replaces its folder: its evaluation and analyses are
+    made again too, before anything that reads them."""
+    copy = tmp_path / "study"
+    shutil.copytree(tiny_study.output, copy)
+    metrics = copy / "runs/gaussian-vae-s1/metrics.json"
+    before = json.loads(metrics.read_text())
+    metrics.unlink()
+    (copy / "runs/gaussian-ae-s0/config.json").unlink()
+    (copy / "aggregates/compare-gaussian.json").unlink()
+    aggregate_before = json.loads((tiny_study.output / "aggregates/compare-gaussian.json").read_text())
+    run_study(study_config_from(STUDY_TOML), copy, backend="local", progress=False)
+    after = json.loads(metrics.read_text())
+    assert after["training"] == before["training"] and after["test_frobenius"] == before["test_frobenius"]
+    analyses = sorted(p.name for p in (tiny_study.output / "runs/gaussian-ae-s0/analysis").iterdir())
+    assert sorted(p.name for p in (copy / "runs/gaussian-ae-s0/analysis").iterdir()) == analyses
+    assert json.loads((copy / "aggregates/compare-gaussian.json").read_text()) == aggregate_before
+
+
 def test_report_opens_in_chromium_without_errors_or_requests(tiny_study):
     from .browser import launch_chromium
 

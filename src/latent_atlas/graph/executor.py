@@ -1,10 +1,11 @@
 """Run a task graph: in this process, one task at a time, or on Ray, many at once.
 
-Both backends share one driver loop: collect the targets' dependencies, skip what the ledger says has
-finished with the same key (and whose outputs are all still there), submit every task whose inputs are done (at most ``max_parallel`` at a
-time), and report progress as tasks finish. Tasks exchange files under the root, not objects, so a
-killed run loses only the tasks that were running; started again, it resumes from the ledger (and a
-training task resumes its own interrupted run from its last epoch).
+Both backends share one driver loop: collect the targets' dependencies and settle them inputs first. A task
+is skipped when the ledger says it finished with the same key, its outputs are all still there and its inputs
+made what it was built on (each entry records its inputs' fingerprints); otherwise it runs once its inputs are
+settled (at most ``max_parallel`` at a time), and progress is reported as tasks finish. Tasks exchange files
+under the root, not objects, so a killed run loses only the tasks that were running; started again, it
+resumes from the ledger (and a training task resumes its own interrupted run from its last epoch).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import AtlasError
-from .task import LEDGER_DIR, Task, TaskContext, identity, ledger_entry, missing_outputs, record, recorded
+from .task import LEDGER_DIR, Task, TaskContext, fingerprint, forget, ledger_entry, out_of_date, record, recorded
 
 BACKENDS = ("ray", "local")
 LOCK_FILE = ".lock"
@@ -60,15 +61,17 @@ def limit_threads(threads: int) -> Any:
     return threadpool_limits(threads)
 
 
-def execute(task: Task, root: str, threads: int) -> dict[str, Any]:
-    """Run one task and record it in the ledger; returns its summary. Runs in a Ray worker or in process."""
+def execute(task: Task, root: str, threads: int, made_from: dict[str, str] | None = None) -> dict[str, Any]:
+    """Run one task and record it in the ledger (with ``made_from``, the fingerprints of the inputs it is built
+    on); returns its summary. Runs in a Ray worker or in process."""
     started = time.perf_counter()
     context = TaskContext(root=Path(root), task_id=task.id, params=task.params,
                           input_ids={name: dep.id for name, dep in task.inputs.items()}, threads=threads,
                           options=task.options)
+    forget(Path(root), task.id)
     with limit_threads(threads):
         summary = task.fn(context)
-    record(Path(root), task, summary, time.perf_counter() - started)
+    record(Path(root), task, summary, time.perf_counter() - started, made_from)
     return summary
 
 
@@ -121,10 +124,19 @@ class Progress:
             self.say(f"[graph] {task_id}: {why}; running it again")
 
     def reopened(self, task: Task, why: str) -> None:
-        """A task counted as done that has to run again after all."""
+        """A task counted as done at the start that has to run after all (an input was made again differently)."""
         self.done -= 1
         self.runs_done -= task.stage == "train"
         self.rerunning(task.id, why)
+
+    def up_to_date(self, task: Task) -> None:
+        """A task counted as to run at the start that turned out up to date (its new input made what it had
+        been built on)."""
+        self.done += 1
+        self.runs_done += task.stage == "train"
+        if self.enabled:
+            self.say(f"[{self.done}/{self.total} tasks | runs {self.runs_done}/{self.runs_total}] "
+                     f"{task.stage} {task.id} up to date")
 
     def say(self, message: str) -> None:
         print(message, file=self.stream, flush=True)
@@ -148,10 +160,10 @@ class LocalBackend:
     def capacity(self) -> int:
         return 1
 
-    def submit(self, task: Task) -> int:
+    def submit(self, task: Task, made_from: dict[str, str] | None = None) -> int:
         handle, self._next = self._next, self._next + 1
         try:
-            self._results[handle] = (execute(task, str(self.root), max(1, int(task.cpus))), None)
+            self._results[handle] = (execute(task, str(self.root), max(1, int(task.cpus)), made_from), None)
         except BaseException as exc:  # re-raised by wait(), after the driver knows which task failed
             if isinstance(exc, KeyboardInterrupt):
                 raise
@@ -185,21 +197,14 @@ def run_tasks(
     root = Path(root)
     tasks = collect(targets)
     with exclusive(root):
-        done: set[str] = set()
-        repairs: dict[str, tuple[dict[str, Any], list[str]]] = {}  # finished, but outputs gone: (identity, gone)
-        for task in tasks:
-            entry = recorded(root, task)
-            missing = [] if entry is None else missing_outputs(root, task, entry)
-            if entry is not None and not missing:
-                done.add(task.id)
-            elif missing:
-                repairs[task.id] = (identity(entry["summary"]), missing)
-        todo = [task for task in tasks if task.id not in done]
+        expected = expected_state(root, tasks)
+        done = {task_id for task_id, why in expected.items() if why is None}
         report = Progress(tasks, done, progress)
-        report.start(len(todo))
-        for task_id, (_, missing) in repairs.items():
-            report.rerunning(task_id, f"{_listed(missing)} {'is' if len(missing) == 1 else 'are'} missing")
-        if todo:
+        report.start(len(tasks) - len(done))
+        for task_id, why in expected.items():
+            if why not in (None, NEW, WAITING):
+                report.rerunning(task_id, why)
+        if len(done) < len(tasks):
             if backend == "local":
                 runner = LocalBackend(root)
             else:
@@ -207,9 +212,33 @@ def run_tasks(
 
                 runner = RayBackend(root, address=address, max_parallel=max_parallel)
             with runner:
-                _drive(tasks, todo, done, runner, max_parallel or runner.capacity, report,
-                       {task_id: made for task_id, (made, _) in repairs.items()})
+                _drive(tasks, root, runner, max_parallel or runner.capacity, report, done)
         return {task.id: ledger_entry(root, task.id)["summary"] for task in tasks}
+
+
+NEW = "not run with these settings"
+WAITING = "built on an input that has not run with its settings"
+
+
+def expected_state(root: Path, tasks: list[Task]) -> dict[str, str | None]:
+    """Each task's state as the ledger and the files stand: None when up to date, else why it will run (``NEW``:
+    never run with its key; ``WAITING``: an input is new). A task run again is taken to make what it made
+    before; the driver decides for good once a task's inputs are settled, and a task run again that makes
+    something else has what was built on it run too."""
+    made: dict[str, str | None] = {}
+    state: dict[str, str | None] = {}
+    for task in tasks:  # inputs first
+        entry = recorded(root, task)
+        made_from = {dep.id: made.get(dep.id) for dep in task.inputs.values()}
+        if entry is None:
+            state[task.id] = NEW
+        elif None in made_from.values():
+            state[task.id] = WAITING
+        else:
+            state[task.id] = out_of_date(root, task, entry, made_from)
+        known = entry is not None and None not in made_from.values()
+        made[task.id] = fingerprint(task, entry["summary"], made_from) if known else None
+    return state
 
 
 # How long a task of each stage takes, relative to the rest (1): training runs are the long tasks that most
@@ -229,11 +258,6 @@ def path_lengths(tasks: list[Task]) -> dict[str, float]:
     return lengths
 
 
-def _listed(paths: list[str], shown: int = 3) -> str:
-    more = len(paths) - shown
-    return ", ".join(paths[:shown]) + (f" and {more} more" if more > 0 else "")
-
-
 def _dependents(tasks: list[Task]) -> dict[str, list[Task]]:
     """Each task's id -> the tasks that read its outputs."""
     dependents: dict[str, list[Task]] = {task.id: [] for task in tasks}
@@ -243,49 +267,50 @@ def _dependents(tasks: list[Task]) -> dict[str, list[Task]]:
     return dependents
 
 
-def _drive(tasks: list[Task], todo: list[Task], done: set[str], runner: Any, max_parallel: int, report: Progress,
-           repairs: dict[str, dict[str, Any]]) -> None:
-    """Run ``todo``. ``repairs``: the tasks run again because their outputs had gone, with what they had made
-    (``task.identity``); one that now makes something else has every finished task built on it run again too."""
-    pending = list(todo)
-    running: dict[Any, tuple[Task, float]] = {}
+def _drive(tasks: list[Task], root: Path, runner: Any, max_parallel: int, report: Progress,
+           expected_done: set[str]) -> None:
+    """Settle every task, inputs first: once a task's inputs are settled (run, or found up to date) and their
+    fingerprints known, it is up to date (its ledger entry holds, its outputs are there, its inputs made what it
+    was built on) or it runs, at most ``max_parallel`` at a time, the longest chain ahead first. A task never
+    runs beside one of its inputs, and no task runs twice."""
+    made: dict[str, str] = {}  # settled tasks: id -> fingerprint
+    unsettled = list(tasks)  # inputs first
+    queue: dict[str, tuple[Task, dict[str, str]]] = {}  # to run: id -> (task, the inputs' fingerprints)
+    running: dict[Any, tuple[Task, dict[str, str], float]] = {}
     lengths = path_lengths(tasks)
-    dependents = _dependents(tasks)
-    while pending or running:
-        ready = [t for t in pending if all(dep.id in done for dep in t.inputs.values())]
-        ready.sort(key=lambda t: -lengths[t.id])  # the longest chain ahead first; ties in graph order
-        for task in ready:
+    order = {task.id: i for i, task in enumerate(tasks)}
+    while unsettled or queue or running:
+        for task in list(unsettled):  # inputs first: a chain of up-to-date tasks settles in one pass
+            if not all(dep.id in made for dep in task.inputs.values()):
+                continue
+            unsettled.remove(task)
+            made_from = {dep.id: made[dep.id] for dep in task.inputs.values()}
+            entry = recorded(root, task)
+            why = NEW if entry is None else out_of_date(root, task, entry, made_from)
+            if why is None:
+                made[task.id] = fingerprint(task, entry["summary"], made_from)
+                if task.id not in expected_done:
+                    report.up_to_date(task)
+                continue
+            if task.id in expected_done:
+                report.reopened(task, why)
+            queue[task.id] = (task, made_from)
+        # the longest chain ahead first; ties in graph order
+        for task, made_from in sorted(queue.values(), key=lambda item: (-lengths[item[0].id], order[item[0].id])):
             if len(running) >= max_parallel:
                 break
-            pending.remove(task)
-            running[runner.submit(task)] = (task, time.perf_counter())
+            del queue[task.id]
+            running[runner.submit(task, made_from)] = (task, made_from, time.perf_counter())
         if not running:
-            missing = sorted({dep.id for t in pending for dep in t.inputs.values() if dep.id not in done})
-            raise AtlasError(f"tasks wait on inputs that never finish: {', '.join(missing)}")
+            if unsettled:
+                raise AtlasError(f"tasks wait on inputs that never finish: {', '.join(t.id for t in unsettled)}")
+            continue
         for handle, summary, error in runner.wait(list(running)):
-            task, started = running.pop(handle)
+            task, made_from, started = running.pop(handle)
             if error is not None:
                 raise _task_error(task, error)
-            done.add(task.id)
-            report.finished(task, time.perf_counter() - started, (t for t, _ in running.values()))
-            if task.id in repairs and identity(summary) != repairs[task.id]:
-                for stale in _built_on(task, dependents, done):
-                    done.discard(stale.id)
-                    pending.append(stale)
-                    report.reopened(stale, f"{task.id} made something other than before")
-
-
-def _built_on(task: Task, dependents: dict[str, list[Task]], done: set[str]) -> list[Task]:
-    """The finished tasks that depend on ``task``, directly or through others, each once."""
-    found: dict[str, Task] = {}
-    stack = list(dependents.get(task.id, ()))
-    while stack:
-        dependent = stack.pop()
-        if dependent.id in found:
-            continue
-        found[dependent.id] = dependent
-        stack.extend(dependents.get(dependent.id, ()))
-    return [t for t in found.values() if t.id in done]
+            made[task.id] = fingerprint(task, summary, made_from)
+            report.finished(task, time.perf_counter() - started, (t for t, _, _ in running.values()))
 
 
 def _task_error(task: Task, error: BaseException) -> BaseException:

@@ -136,9 +136,9 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-def _execute_in_worker(task: Task, root: str, threads: int) -> dict[str, Any]:
+def _execute_in_worker(task: Task, root: str, threads: int, made_from: dict[str, str] | None) -> dict[str, Any]:
     _die_with_parent()
-    return execute(task, root, threads)
+    return execute(task, root, threads, made_from)
 
 
 class RayBackend:
@@ -252,9 +252,10 @@ class RayBackend:
 
         return max(1, int(ray.cluster_resources().get("CPU", 1)))
 
-    def submit(self, task: Task) -> Any:
+    def submit(self, task: Task, made_from: dict[str, str] | None = None) -> Any:
         threads = max(1, int(task.cpus))
-        return self._remote.options(num_cpus=task.cpus, name=task.id).remote(task, str(self.root), threads)
+        return self._remote.options(num_cpus=task.cpus, name=task.id).remote(task, str(self.root), threads,
+                                                                              made_from)
 
     def wait(self, handles: list[Any]) -> list[tuple[Any, dict[str, Any] | None, BaseException | None]]:
         import ray

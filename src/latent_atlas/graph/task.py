@@ -31,9 +31,9 @@ class Task:
     ``cpus`` is the share of the machine the task declares (Ray schedules by it and the task sets its
     torch and BLAS threads from it). Bump ``version`` when ``fn`` changes what it computes. ``options``
     change how a task runs but not what it computes (e.g. experiment tracking): they stay out of the key.
-    ``outputs`` are the files (or folders), relative to the root, that a finished task leaves; a summary may add
-    the ones known only once it ran, as a list under ``"files"``. A finished task whose outputs have gone is run
-    again (``missing_outputs``).
+    ``outputs`` are the files (or folders), relative to the root, that a finished task leaves (``path#key``: a
+    JSON file holding that top-level key); a summary may add the ones known only once it ran, as a list under
+    ``"files"``. A finished task whose outputs have gone runs again (``out_of_date``).
     """
 
     id: str
@@ -94,8 +94,8 @@ def ledger_entry(root: Path, task_id: str) -> dict[str, Any] | None:
     return entry if isinstance(entry, dict) and "key" in entry and "summary" in entry else None
 
 
-# Summary fields that name what a task made (a dataset's bytes, a run's weights). A task run again because its
-# outputs had gone is expected to make the same; where it does not, what was built on the old one is redone.
+# Summary fields that name what a task made (a dataset's bytes, a run's weights): a task run again is expected to
+# make the same, and where it does not, everything built on what it made before is out of date (``fingerprint``).
 IDENTITY_FIELDS = ("content_hash", "model_sha256")
 
 
@@ -105,24 +105,72 @@ def recorded(root: Path, task: Task) -> dict[str, Any] | None:
     return entry if entry is not None and entry["key"] == task.key else None
 
 
+def _output_missing(root: Path, output: str) -> bool:
+    """``path`` is missing when it does not exist; ``path#key`` also when that JSON file lacks the top-level key
+    (for a file that two tasks write parts of, such as a run's metrics.json)."""
+    path, _, key = output.partition("#")
+    if not (Path(root) / path).exists():
+        return True
+    if not key:
+        return False
+    try:
+        content = read_json(Path(root) / path, what="task output")
+    except AtlasError:
+        return True
+    return not isinstance(content, dict) or key not in content
+
+
 def missing_outputs(root: Path, task: Task, entry: dict[str, Any]) -> list[str]:
-    """The outputs of a recorded task that are no longer under the root."""
-    files = entry["summary"].get("files") if isinstance(entry["summary"], dict) else None
-    declared = [*task.outputs, *(f for f in files or () if isinstance(f, str))]
-    return [path for path in declared if not (Path(root) / path).exists()]
+    """The outputs of a recorded task that are no longer under the root: its declared ones and those its summary
+    names under "files" (or, in entries written before "files" existed, under "file")."""
+    summary = entry["summary"] if isinstance(entry["summary"], dict) else {}
+    named = summary.get("files", [summary["file"]] if isinstance(summary.get("file"), str) else [])
+    declared = [*task.outputs, *(f for f in named if isinstance(f, str))]
+    return [output for output in declared if _output_missing(root, output)]
 
 
 def identity(summary: dict[str, Any]) -> dict[str, Any]:
     return {name: summary[name] for name in IDENTITY_FIELDS if isinstance(summary, dict) and name in summary}
 
 
-def is_done(root: Path, task: Task) -> bool:
-    entry = recorded(root, task)
-    return entry is not None and not missing_outputs(root, task, entry)
+def fingerprint(task: Task, summary: dict[str, Any], made_from: Mapping[str, str]) -> str:
+    """What a finished task made, as a hash of its key, its summary's identity fields and the fingerprints of its
+    inputs (``made_from``, by input id): an input made again differently changes the fingerprint of everything
+    built on it, directly or not."""
+    text = _canonical({"key": task.key, "made": identity(summary), "from": dict(made_from)})
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
-def record(root: Path, task: Task, summary: dict[str, Any], seconds: float) -> None:
-    """Write the ledger entry last, atomically: a task killed before this line is simply run again."""
+def _listed(items: list[str], shown: int = 3) -> str:
+    more = len(items) - shown
+    return ", ".join(items[:shown]) + (f" and {more} more" if more > 0 else "")
+
+
+def out_of_date(root: Path, task: Task, entry: dict[str, Any], made_from: Mapping[str, str | None]) -> str | None:
+    """Why a task recorded under its key must run again (its outputs have gone, or an input was made again
+    differently since it ran), or None when it is up to date. Entries written before ``made_from`` was recorded
+    are taken to be built on their inputs as they are."""
+    missing = missing_outputs(root, task, entry)
+    if missing:
+        return f"{_listed(missing)} {'is' if len(missing) == 1 else 'are'} missing"
+    built_on = entry.get("made_from")
+    if isinstance(built_on, dict):
+        changed = sorted(i for i, made in made_from.items() if built_on.get(i) != made)
+        if changed:
+            return f"{_listed(changed)} {'was' if len(changed) == 1 else 'were'} made again differently"
+    return None
+
+
+def forget(root: Path, task_id: str) -> None:
+    """Drop a task's ledger entry before it runs again: a run killed part way leaves no entry that vouches for
+    outputs it had begun to replace."""
+    ledger_path(root, task_id).unlink(missing_ok=True)
+
+
+def record(root: Path, task: Task, summary: dict[str, Any], seconds: float,
+           made_from: Mapping[str, str] | None = None) -> None:
+    """Write the ledger entry last, atomically: a task killed before this line is simply run again.
+    ``made_from``: the fingerprints of the inputs it was built on, by input id."""
     write_json(ledger_path(root, task.id), {
         "id": task.id,
         "stage": task.stage,
@@ -130,6 +178,7 @@ def record(root: Path, task: Task, summary: dict[str, Any], seconds: float) -> N
         "version": task.version,
         "params": task.params,
         "inputs": {name: dep.id for name, dep in task.inputs.items()},
+        "made_from": dict(made_from or {}),
         "summary": summary,
         "seconds": round(seconds, 3),
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

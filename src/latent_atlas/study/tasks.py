@@ -23,6 +23,7 @@ from ..training import load_run, train
 from ..training.run import (
     CONFIG_FILE,
     EVALUATION_FILE,
+    HISTORY_FILE,
     LATENTS_FILE,
     METRICS_FILE,
     MODEL_FILE,
@@ -33,9 +34,11 @@ from ..training.tracking import open_tracker
 from .registry import ANALYSES, RunInputs, analysis_rng, json_safe, save_output
 from .resources import dataset_at, oracle_for
 
-# What a finished training and a finished evaluation leave in the run folder (the tasks' declared outputs).
-TRAINING_FILES = (CONFIG_FILE, MODEL_FILE)
-EVALUATION_FILES = (EVALUATION_FILE, LATENTS_FILE, METRICS_FILE)
+# What a finished training and a finished evaluation leave in the run folder (the tasks' declared outputs): both
+# write parts of metrics.json, each declaring its own top-level keys.
+TRAINING_FILES = (CONFIG_FILE, MODEL_FILE, HISTORY_FILE, f"{METRICS_FILE}#training")
+EVALUATION_FILES = (EVALUATION_FILE, LATENTS_FILE, f"{METRICS_FILE}#test_frobenius",
+                    f"{METRICS_FILE}#reconstruction_verdict")
 
 
 def run_files(run_dir: str, names: tuple[str, ...]) -> tuple[str, ...]:

@@ -350,9 +350,10 @@ class Trainer:
             seconds=self.train_seconds,
             images_per_second=images_per_second,
         )
-        if complete:
+        if complete:  # also when a finished run is resumed: its weights, history and metrics are written again
             self.model.load_state_dict(self.best_weights)
             save_model(self.run_dir / MODEL_FILE, self.model)
+            write_history(self.run_dir / HISTORY_FILE, self.history)
             metrics_path = self.run_dir / METRICS_FILE
             metrics = read_json(metrics_path, what="metrics") if metrics_path.exists() else {}
             metrics["training"] = {**result_fields, "n_fit_images": len(self.fit_images),
