@@ -136,7 +136,7 @@ def write_extra(ctx: TaskContext) -> dict:
 def made_chain() -> Task:
     made = Task("make", "data", make_thing, {}, outputs=("out/make.txt",))
     middle = Task("use", "train", add_inputs, {}, {"made": made})
-    return Task("last", "report", add_inputs, {}, {"used": middle})
+    return Task("last", "report", fail_once, {}, {"used": middle})
 
 
 def test_a_finished_task_whose_outputs_have_gone_runs_again_alone_when_it_makes_the_same(tmp_path, capsys):
@@ -327,3 +327,51 @@ def test_a_lost_ledger_entry_of_an_input_is_not_reported_as_a_change(tmp_path, c
     err = capsys.readouterr().err
     assert calls(tmp_path)[3:] == ["make"] and "running it again" not in err  # it made the same: nothing else
     assert err.splitlines()[-1].startswith("[3/3 tasks")
+
+
+def test_entries_written_before_inputs_were_fingerprinted_still_see_a_changed_input(tmp_path):
+    run_tasks([made_chain()], tmp_path, backend="local", progress=False)
+    for name in ("make", "use", "last"):  # a ledger as older versions wrote it
+        path = tmp_path / "tasks" / f"{name}.json"
+        entry = json.loads(path.read_text())
+        del entry["made_from"]
+        path.write_text(json.dumps(entry))
+    (tmp_path / "out" / "make.txt").unlink()
+    (tmp_path / "made.txt").write_text("second")
+    (tmp_path / "fail.txt").write_text("")  # "last" fails: the next run must still know it is out of date
+    with pytest.raises(AtlasError, match="failing as asked"):
+        run_tasks([made_chain()], tmp_path, backend="local", progress=False)
+    (tmp_path / "fail.txt").unlink()
+    run_tasks([made_chain()], tmp_path, backend="local", progress=False)
+    assert calls(tmp_path)[3:] == ["make", "use", "last"]
+
+
+def test_an_older_entry_gets_its_inputs_fingerprints_before_anything_runs(tmp_path):
+    run_tasks([made_chain()], tmp_path, backend="local", progress=False)
+    path = tmp_path / "tasks" / "use.json"
+    recorded_from = json.loads(path.read_text())["made_from"]
+    entry = json.loads(path.read_text())
+    del entry["made_from"]
+    path.write_text(json.dumps(entry))
+    run_tasks([made_chain()], tmp_path, backend="local", progress=False)
+    assert calls(tmp_path)[3:] == [] and json.loads(path.read_text())["made_from"] == recorded_from
+
+
+def test_a_task_killed_while_running_again_leaves_a_void_entry_that_keeps_its_parameters(tmp_path, monkeypatch):
+    from latent_atlas.graph import executor
+
+    run_tasks([made_chain()], tmp_path, backend="local", progress=False)
+    (tmp_path / "out" / "make.txt").unlink()
+
+    def interrupted(threads):  # Ctrl-C as the task starts, after its old entry was voided
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(executor, "limit_threads", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_tasks([made_chain()], tmp_path, backend="local", progress=False)
+    entry = ledger_entry(tmp_path, "make")
+    assert entry["key"] is None and entry["summary"] == {} and entry["params"] == {}
+    assert entry["stage"] == "data"
+    monkeypatch.undo()
+    run_tasks([made_chain()], tmp_path, backend="local", progress=False)
+    assert calls(tmp_path)[3:] == ["make"]  # it made the same: what was built on it stays

@@ -19,7 +19,18 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import AtlasError
-from .task import LEDGER_DIR, Task, TaskContext, fingerprint, forget, ledger_entry, out_of_date, record, recorded
+from .task import (
+    LEDGER_DIR,
+    Task,
+    TaskContext,
+    fingerprint,
+    forget,
+    ledger_entry,
+    out_of_date,
+    record,
+    recorded,
+    stamp,
+)
 
 BACKENDS = ("ray", "local")
 LOCK_FILE = ".lock"
@@ -197,7 +208,8 @@ def run_tasks(
     root = Path(root)
     tasks = collect(targets)
     with exclusive(root):
-        expected = expected_state(root, tasks)
+        expected, made_at_start = expected_state(root, tasks)
+        stamp_older_entries(root, tasks, made_at_start)
         done = {task_id for task_id, why in expected.items() if why is None}
         report = Progress(tasks, done, progress)
         report.start(len(tasks) - len(done))
@@ -220,11 +232,11 @@ NEW = "not run with these settings"
 WAITING = "built on an input that has not run with its settings"
 
 
-def expected_state(root: Path, tasks: list[Task]) -> dict[str, str | None]:
-    """Each task's state as the ledger and the files stand: None when up to date, else why it will run (``NEW``:
-    never run with its key; ``WAITING``: an input is new). A task run again is taken to make what it made
-    before; the driver decides for good once a task's inputs are settled, and a task run again that makes
-    something else has what was built on it run too."""
+def expected_state(root: Path, tasks: list[Task]) -> tuple[dict[str, str | None], dict[str, str | None]]:
+    """Each task's state as the ledger and the files stand (None when up to date, else why it will run: ``NEW``,
+    never run with its key; ``WAITING``, an input is new), and its fingerprint by the ledger (None where not
+    known). A task run again is taken to make what it made before; the driver decides for good once a task's
+    inputs are settled, and a task run again that makes something else has what was built on it run too."""
     made: dict[str, str | None] = {}
     state: dict[str, str | None] = {}
     for task in tasks:  # inputs first
@@ -235,10 +247,20 @@ def expected_state(root: Path, tasks: list[Task]) -> dict[str, str | None]:
         elif None in made_from.values():
             state[task.id] = WAITING
         else:
-            state[task.id] = out_of_date(root, task, entry, made_from)
+            state[task.id] = out_of_date(root, task, entry, made_from, made_from)
         known = entry is not None and None not in made_from.values()
         made[task.id] = fingerprint(task, entry["summary"], made_from) if known else None
-    return state
+    return state, made
+
+
+def stamp_older_entries(root: Path, tasks: list[Task], made: dict[str, str | None]) -> None:
+    """Entries written before inputs were fingerprinted get the fingerprints their inputs have in the ledger now,
+    before anything runs: from then on an input made again differently is seen, in this run or a later one."""
+    for task in tasks:
+        entry = recorded(root, task)
+        made_from = {dep.id: made.get(dep.id) for dep in task.inputs.values()}
+        if entry is not None and None not in made_from.values():
+            stamp(root, entry, made_from)
 
 
 # How long a task of each stage takes, relative to the rest (1): training runs are the long tasks that most

@@ -146,25 +146,37 @@ def _listed(items: list[str], shown: int = 3) -> str:
     return ", ".join(items[:shown]) + (f" and {more} more" if more > 0 else "")
 
 
-def out_of_date(root: Path, task: Task, entry: dict[str, Any], made_from: Mapping[str, str | None]) -> str | None:
+def out_of_date(root: Path, task: Task, entry: dict[str, Any], made_from: Mapping[str, str | None],
+                assumed_from: Mapping[str, str | None] | None = None) -> str | None:
     """Why a task recorded under its key must run again (its outputs have gone, or an input was made again
-    differently since it ran), or None when it is up to date. Entries written before ``made_from`` was recorded
-    are taken to be built on their inputs as they are."""
+    differently since it ran), or None when it is up to date. An entry written before ``made_from`` was
+    recorded is taken to be built on ``assumed_from`` (an input None there is not compared)."""
     missing = missing_outputs(root, task, entry)
     if missing:
         return f"{_listed(missing)} {'is' if len(missing) == 1 else 'are'} missing"
     built_on = entry.get("made_from")
-    if isinstance(built_on, dict):
-        changed = sorted(i for i, made in made_from.items() if built_on.get(i) != made)
-        if changed:
-            return f"{_listed(changed)} {'was' if len(changed) == 1 else 'were'} made again differently"
+    if not isinstance(built_on, dict):
+        built_on = {i: made for i, made in (assumed_from or {}).items() if made is not None}
+        made_from = {i: made for i, made in made_from.items() if i in built_on}
+    changed = sorted(i for i, made in made_from.items() if built_on.get(i) != made)
+    if changed:
+        return f"{_listed(changed)} {'was' if len(changed) == 1 else 'were'} made again differently"
     return None
 
 
+def stamp(root: Path, entry: dict[str, Any], made_from: Mapping[str, str]) -> None:
+    """Record ``made_from`` in an entry written before it was recorded."""
+    if not isinstance(entry.get("made_from"), dict):
+        write_json(ledger_path(root, entry["id"]), {**entry, "made_from": dict(made_from)})
+
+
 def forget(root: Path, task_id: str) -> None:
-    """Drop a task's ledger entry before it runs again: a run killed part way leaves no entry that vouches for
-    outputs it had begun to replace."""
-    ledger_path(root, task_id).unlink(missing_ok=True)
+    """Before a task runs again, void its ledger entry (no key, no summary) so that a run killed part way leaves
+    nothing that vouches for outputs it had begun to replace; its parameters stay (``study.plan`` reads which
+    data config holds a dataset's name from them)."""
+    entry = ledger_entry(root, task_id)
+    if entry is not None:
+        write_json(ledger_path(root, task_id), {**entry, "key": None, "summary": {}, "made_from": {}})
 
 
 def record(root: Path, task: Task, summary: dict[str, Any], seconds: float,
