@@ -243,6 +243,13 @@ def test_render_gives_the_generators_heatmap(gaussian_full):
     np.testing.assert_array_equal(oracle.render(gaussian_full.factors[:50]), gaussian_full.images[:50])
 
 
+def test_an_empty_image_set_gets_an_empty_verdict_with_novelty(gaussian_full):
+    oracle = HeatmapOracle.for_dataset(gaussian_full)
+    verdict = oracle.verdict(np.zeros((0, 36, 36), dtype=np.float32))
+    assert verdict.novelty.shape == (0,) and verdict.nearest_factors.shape == (0, 3)
+    assert verdict.summary()["n"] == 0
+
+
 def test_result_factor_by_name():
     result = HeatmapOracle(AXIS).recover(render_heatmaps([2.0], [0.5], [0.3], AXIS))
     assert isinstance(result, OracleResult) and len(result) == 1

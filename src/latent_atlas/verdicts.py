@@ -188,7 +188,8 @@ class NoveltyReference:
 
     def nearest(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(N, H, W) images -> distance (N,), pool index (N,) and factors (N, K) of the nearest reference."""
-        flat = np.asarray(images, dtype=np.float64).reshape(len(images), -1)  # (N, P)
+        images = np.asarray(images, dtype=np.float64)
+        flat = images.reshape(len(images), int(np.prod(images.shape[1:])))  # (N, P), N = 0 included
         if flat.shape[1] != self._flat.shape[1]:
             raise AtlasError(f"images have {flat.shape[1]} pixels but the reference images {self._flat.shape[1]}")
         if len(flat) == 0:
