@@ -16,6 +16,7 @@ import csv
 import http.client
 import io
 import json
+import math
 import shutil
 import struct
 import tempfile
@@ -429,6 +430,9 @@ def test_compass_arrows_appear_and_stepping_moves_the_intended_factor(server_url
     compass = page.evaluate("window.atlasExplorer.state.compass")
     assert compass["status"] == "ok" and compass["units"] == ["log var_x", "log var_y", "rho"]
     assert int(page.locator("#slice-plane").get_attribute("data-arrows")) >= 1
+    labels = json.loads(page.locator("#slice-plane").get_attribute("data-labels"))
+    assert len(labels) == int(page.locator("#slice-plane").get_attribute("data-arrows"))
+    assert not any(_boxes_overlap(p, q) for i, p in enumerate(labels) for q in labels[i + 1:])
     assert page.locator("#compass-table tbody tr").count() == 3
     first_row = page.locator("#compass-table tbody tr").nth(0).locator("td")
     assert first_row.nth(1).inner_text() == f"{compass['value'][0]:.3f}"
@@ -442,6 +446,21 @@ def test_compass_arrows_appear_and_stepping_moves_the_intended_factor(server_url
         after = recovered(server_url, VAE, current_code(page))[factor]
         assert (after > before) if sign == "+" else (after < before), (factor, sign, before, after)
         assert page.evaluate("window.atlasExplorer.state.compass.status") != "shape"
+
+
+def _boxes_overlap(p, q) -> bool:
+    return p["x"] < q["x"] + q["w"] and q["x"] < p["x"] + p["w"] and p["y"] < q["y"] + q["h"] and q["y"] < p["y"] + p["h"]
+
+
+def test_labels_of_arrows_pointing_alike_do_not_overlap(server_url, session):
+    page = session.page
+    open_explorer(page, server_url)
+    arrows = [{"x": 100, "y": 100, "angle": 0.0, "width": 30}, {"x": 101, "y": 100, "angle": 0.03, "width": 40},
+              {"x": 100, "y": 99, "angle": -0.02, "width": 35}, {"x": 60, "y": 60, "angle": 3.1, "width": 30}]
+    boxes = page.evaluate("(arrows) => window.atlasExplorer.placeLabels(arrows)", arrows)
+    assert not any(_boxes_overlap(p, q) for i, p in enumerate(boxes) for q in boxes[i + 1:])
+    assert boxes[0]["cx"] == 110 and boxes[0]["cy"] == 104  # the first just beyond its tip, where it always was
+    assert abs(boxes[3]["cx"] - (60 + 10 * math.cos(3.1))) < 1e-9  # one alone is not moved
 
 
 def test_the_compass_says_so_where_decodes_are_not_valid(server_url, session):

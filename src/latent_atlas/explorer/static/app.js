@@ -719,7 +719,7 @@
       state.code.every((v, i) => i === a || i === b || Math.abs(v - shading.code[i]) < 1e-9);
   }
 
-  function arrow(ctx, x0, y0, x1, y1, colour, label) {
+  function arrow(ctx, x0, y0, x1, y1, colour) {
     const angle = Math.atan2(y1 - y0, x1 - x0);
     ctx.strokeStyle = colour;
     ctx.fillStyle = colour;
@@ -730,9 +730,28 @@
     ctx.lineTo(x1 - 8 * Math.cos(angle - 0.4), y1 - 8 * Math.sin(angle - 0.4));
     ctx.lineTo(x1 - 8 * Math.cos(angle + 0.4), y1 - 8 * Math.sin(angle + 0.4));
     ctx.closePath(); ctx.fill();
-    ctx.font = "bold 11px system-ui, sans-serif";
-    ctx.textAlign = "center";
-    ctx.fillText(label, x1 + 10 * Math.cos(angle), y1 + 10 * Math.sin(angle) + 4);
+  }
+
+  const LABEL_HEIGHT = 12;
+  const LABEL_SHIFTS = [0, 13, -13, 26, -26, 39, -39];  // pixels sideways, tried in turn
+  const overlaps = (p, q) => p.x < q.x + q.w && q.x < p.x + p.w && p.y < q.y + q.h && q.y < p.y + p.h;
+
+  // Where each arrow's label goes: just beyond its tip, moved sideways (across the arrow, to either side in
+  // turn) while its box would overlap a label already placed, so that arrows pointing alike stay readable.
+  // arrows: [{x, y, angle, width}] (tip, direction, the label's width in pixels) -> [{x, y, w, h, cx, cy}].
+  function placeLabels(arrows) {
+    const placed = [];
+    for (const {x, y, angle, width} of arrows) {
+      const ux = Math.cos(angle), uy = Math.sin(angle);
+      let box = null;
+      for (const shift of LABEL_SHIFTS) {
+        const cx = x + 10 * ux - uy * shift, cy = y + 10 * uy + 4 + ux * shift;
+        box = {x: cx - width / 2, y: cy - LABEL_HEIGHT + 2, w: width, h: LABEL_HEIGHT, cx, cy};
+        if (!placed.some((p) => overlaps(p, box))) break;
+      }
+      placed.push(box);
+    }
+    return placed;
   }
 
   // The compass in the plane: each factor's gradient direction (as a displacement of the code along the two
@@ -741,10 +760,11 @@
     const c = state.compass;
     const canvas = $("slice-plane");
     canvas.dataset.arrows = "0";
+    canvas.dataset.labels = "[]";
     if (!c || !c.gradient || c.code.length !== state.code.length ||
         c.code.some((v, i) => Math.abs(v - state.code[i]) > 1e-9)) return;
     const [a, b] = state.sliceAxes;
-    let drawn = 0;
+    const arrows = [];
     c.gradient.forEach((grad, k) => {
       const full = norm(grad);
       const inPlane = Math.hypot(grad[a], a === b ? 0 : grad[b]);
@@ -752,11 +772,18 @@
       const dx = grad[a] * g.scale[0], dy = -(a === b ? 0 : grad[b]) * g.scale[1];
       const length = ARROW_PIXELS * (inPlane / full);
       const d = Math.hypot(dx, dy);
-      arrow(ctx, cx, cy, cx + (dx / d) * length, cy + (dy / d) * length, FACTOR_COLOURS[c.factor_names[k]] || "#333",
-        c.factor_names[k]);
-      drawn += 1;
+      arrows.push({x: cx + (dx / d) * length, y: cy + (dy / d) * length, angle: Math.atan2(dy, dx),
+        label: c.factor_names[k], colour: FACTOR_COLOURS[c.factor_names[k]] || "#333"});
     });
-    canvas.dataset.arrows = String(drawn);
+    ctx.font = "bold 11px system-ui, sans-serif";
+    ctx.textAlign = "center";
+    const labels = placeLabels(arrows.map((r) => ({...r, width: ctx.measureText(r.label).width})));
+    arrows.forEach((r, i) => {
+      arrow(ctx, cx, cy, r.x, r.y, r.colour);
+      ctx.fillText(r.label, labels[i].cx, labels[i].cy);
+    });
+    canvas.dataset.arrows = String(arrows.length);
+    canvas.dataset.labels = JSON.stringify(labels);
   }
 
   function drawPlane() {
@@ -1310,7 +1337,7 @@
     document.body.dataset.ready = "1";
   }
 
-  window.atlasExplorer = {state, pickIndex, setCode, pathCsv};
+  window.atlasExplorer = {state, pickIndex, setCode, pathCsv, placeLabels};
   window.addEventListener("DOMContentLoaded", () => {
     start().catch((error) => status(`The explorer could not start: ${error.message}`));
   });
