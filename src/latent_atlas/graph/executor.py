@@ -247,7 +247,7 @@ def expected_state(root: Path, tasks: list[Task]) -> tuple[dict[str, str | None]
         elif None in made_from.values():
             state[task.id] = WAITING
         else:
-            state[task.id] = out_of_date(root, task, entry, made_from, made_from)
+            state[task.id] = out_of_date(root, task, entry, made_from)
         known = entry is not None and None not in made_from.values()
         made[task.id] = fingerprint(task, entry["summary"], made_from) if known else None
     return state, made

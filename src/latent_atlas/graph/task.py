@@ -146,19 +146,15 @@ def _listed(items: list[str], shown: int = 3) -> str:
     return ", ".join(items[:shown]) + (f" and {more} more" if more > 0 else "")
 
 
-def out_of_date(root: Path, task: Task, entry: dict[str, Any], made_from: Mapping[str, str | None],
-                assumed_from: Mapping[str, str | None] | None = None) -> str | None:
+def out_of_date(root: Path, task: Task, entry: dict[str, Any], made_from: Mapping[str, str | None]) -> str | None:
     """Why a task recorded under its key must run again (its outputs have gone, or an input was made again
     differently since it ran), or None when it is up to date. An entry written before ``made_from`` was
-    recorded is taken to be built on ``assumed_from`` (an input None there is not compared)."""
+    recorded (see ``stamp``) is not compared."""
     missing = missing_outputs(root, task, entry)
     if missing:
         return f"{_listed(missing)} {'is' if len(missing) == 1 else 'are'} missing"
     built_on = entry.get("made_from")
-    if not isinstance(built_on, dict):
-        built_on = {i: made for i, made in (assumed_from or {}).items() if made is not None}
-        made_from = {i: made for i, made in made_from.items() if i in built_on}
-    changed = sorted(i for i, made in made_from.items() if built_on.get(i) != made)
+    changed = sorted(i for i, made in made_from.items() if built_on.get(i) != made) if isinstance(built_on, dict) else []
     if changed:
         return f"{_listed(changed)} {'was' if len(changed) == 1 else 'were'} made again differently"
     return None
