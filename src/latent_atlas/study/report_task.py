@@ -58,11 +58,12 @@ def write_report(ctx: TaskContext) -> dict[str, Any]:
     """results.json (with the ledger's task times and the machine), then the HTML from the drawn sections."""
     results = {**report_results(ctx.params), "task_seconds_by_stage": stage_seconds(ctx.root), "machine": machine()}
     write_json(ctx.root / RESULTS_FILE, results)
+    report = None
     if ctx.params["with_report"]:
         from ..report.build import write_report_html
 
-        write_report_html(ctx.root, results)
-    return {"results": RESULTS_FILE, "report": report_files(True)[1] if ctx.params["with_report"] else None}
+        report = write_report_html(ctx.root, results).relative_to(ctx.root).as_posix()
+    return {"results": RESULTS_FILE, "report": report}
 
 
 def report_files(with_report: bool) -> tuple[str, ...]:
