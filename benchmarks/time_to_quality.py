@@ -257,8 +257,9 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         dataset.save(work / "gaussian.npz")
-        print(f"latent-atlas default ({train_config.scheduler}, {train_config.epochs} epochs, "
-              f"batch {train_config.batch_size}, lr {train_config.learning_rate}), {args.threads} torch thread(s)")
+        print(f"latent-atlas {'default' if not args.train else 'with ' + ' '.join(args.train)} "
+              f"({train_config.scheduler}, {train_config.epochs} epochs, batch {train_config.batch_size}, "
+              f"lr {train_config.learning_rate}, {train_config.precision}), {args.threads} torch thread(s)")
         ours = train_latent_atlas("latent-atlas", dataset, work / "gaussian.npz", train_config, work / "ours")
         curves.append(ours)
         target = ours.final_frobenius

@@ -4,8 +4,8 @@
                                                        [--ensemble K] [--inference-only]
 
 Prints images/second for a training step (forward, backward, Adam) at several batch sizes, for the trainer's
-setup (channels_last memory format on the CPU, fused Adam) next to a plain one (row-major tensors, Adam's
-default for-loop implementation), measured interleaved and repeated so that a busy machine disturbs both
+setup (channels_last memory format on the CPU, fused Adam), the same with ``precision = "bfloat16"`` (bfloat16
+autocast of the forward pass) and a plain one (row-major tensors, Adam's default for-loop implementation), measured interleaved and repeated so that a busy machine disturbs both
 alike; then encoding / decoding without gradients through ``models.inference``, for row-major and
 channels_last weights at batches of 64, 256 and 1024. ``--ensemble K`` also compares K models trained as one
 vectorised ensemble (``torch.func.stack_module_state`` + ``vmap``) against the same K models stepped one after
@@ -29,8 +29,10 @@ from latent_atlas.config import ModelConfig
 from latent_atlas.models import build_model
 from latent_atlas.models.inference import decode, encode
 from latent_atlas.models.likelihood import reconstruction_nll
+from latent_atlas.training.trainer import training_autocast
 
 SETUPS = {
+    "trainer, bfloat16 autocast": dict(channels_last=True, fused=True, precision="bfloat16"),
     "trainer (channels_last, fused Adam)": dict(channels_last=True, fused=True),
     "plain (row-major, for-loop Adam)": dict(channels_last=False, fused=False),
 }
@@ -56,21 +58,23 @@ def _model(kind: str, seed: int, device: torch.device, channels_last: bool = Fal
     return model.to(memory_format=torch.channels_last) if channels_last else model
 
 
-def _train_step(model, optimizer, images: torch.Tensor, generator: torch.Generator) -> None:
-    parts = model.loss(images, sample=True, generator=generator)
+def _train_step(model, optimizer, images: torch.Tensor, generator: torch.Generator, precision: str) -> None:
+    with training_autocast(images.device, precision):
+        parts = model.loss(images, sample=True, generator=generator)
     optimizer.zero_grad(set_to_none=True)
     parts.total.backward()
     optimizer.step()
 
 
-def _setup_step(kind: str, batch_size: int, device: torch.device, channels_last: bool, fused: bool):
+def _setup_step(kind: str, batch_size: int, device: torch.device, channels_last: bool, fused: bool,
+                precision: str = "float32"):
     model = _model(kind, 0, device, channels_last and device.type == "cpu")
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, fused=fused or None)
     images = torch.rand(batch_size, 1, 36, 36, device=device)
     if channels_last and device.type == "cpu":
         images = images.contiguous(memory_format=torch.channels_last)
     generator = torch.Generator(device=device).manual_seed(0)
-    return partial(_train_step, model, optimizer, images, generator)
+    return partial(_train_step, model, optimizer, images, generator, precision)
 
 
 def _vae_loss(model, images: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:

@@ -57,11 +57,12 @@ def test_data_train_evaluate(capsys, tmp_path, tiny_toml):
 
     run = tmp_path / "run"
     code, out, _ = run_cli(capsys, "train", "--data", data, "--model", "ae", "-o", run, "--epochs", 2,
-                           "--latent-dim", 2, "--config", tiny_toml, "-q")
+                           "--latent-dim", 2, "--config", tiny_toml, "--precision", "bfloat16", "-q")
     assert code == 0 and "images/s" in out
     config = json.loads((run / "config.json").read_text())
     assert config["model"]["kind"] == "ae" and config["model"]["latent_dim"] == 2
     assert config["train"]["epochs"] == 2 and config["data"]["content_hash"] == dataset.content_hash
+    assert config["train"]["precision"] == "bfloat16"
 
     code, out, _ = run_cli(capsys, "evaluate", run)
     assert code == 0 and "mean" in out and "p99" in out

@@ -125,3 +125,13 @@ def test_study_tables_in_the_wrong_place_are_named():
         study_config_from({"study": {"data": {"grid_size": 8}}})
     with pytest.raises(AtlasError, match="study.sections must be a list"):
         study_config_from({"study": {"sections": "dimensions"}})
+
+
+def test_training_precision_is_recorded_only_when_it_is_not_float32():
+    # float32 configs serialise as before the key existed, so their run configs and task keys are unchanged.
+    assert "precision" not in TrainConfig().to_dict()
+    bf16 = TrainConfig(precision="bfloat16")
+    assert bf16.to_dict()["precision"] == "bfloat16"
+    assert build(TrainConfig, json.loads(json.dumps(bf16.to_dict()))) == bf16
+    with pytest.raises(ConfigError, match="train.precision"):
+        build(TrainConfig, {"precision": "float16"}, section="train")

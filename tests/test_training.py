@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+import torch
 
 from latent_atlas.data.dataset import validation_split
 from latent_atlas.errors import AtlasError
@@ -275,3 +276,24 @@ def test_cvae_condition_must_be_a_factor_of_the_data(tmp_path, tiny_dataset, tin
     with pytest.raises(AtlasError, match="unknown factor 'df'"):
         _cvae_train(tiny_dataset, tiny_dataset_file, tmp_path / "run")
     assert not (tmp_path / "run").exists()
+
+
+def test_bfloat16_training_is_reproducible_resumable_and_recorded(tmp_path, tiny_dataset, tiny_dataset_file):
+    whole = _train(tiny_dataset, tiny_dataset_file, tmp_path / "whole", epochs=3, precision="bfloat16").run
+    again = _train(tiny_dataset, tiny_dataset_file, tmp_path / "again", epochs=3, precision="bfloat16").run
+    float32 = _train(tiny_dataset, tiny_dataset_file, tmp_path / "float32", epochs=3).run
+    weights = (whole.path / "model.safetensors").read_bytes()
+    assert weights == (again.path / "model.safetensors").read_bytes()
+    assert weights != (float32.path / "model.safetensors").read_bytes()  # the autocast did change the steps
+    assert whole.train_config.precision == "bfloat16" and whole.config["train"]["precision"] == "bfloat16"
+    assert "precision" not in float32.config["train"]
+    assert all(p.dtype == torch.float32 for p in whole.load_model().parameters())
+
+    config = tiny_train_config(epochs=3, precision="bfloat16")
+    args = (tiny_dataset, tiny_dataset_file, tiny_model_config(kind="vae"), config, tmp_path / "parts")
+    assert train(*args, progress=False, max_new_epochs=1).run is None
+    resumed = train(*args, progress=False, resume=True).run
+    assert (resumed.path / "model.safetensors").read_bytes() == weights
+    with pytest.raises(AtlasError, match="differs from this run's settings"):  # not resumed in float32
+        train(tiny_dataset, tiny_dataset_file, tiny_model_config(kind="vae"), tiny_train_config(epochs=3),
+              tmp_path / "parts", progress=False, resume=True)

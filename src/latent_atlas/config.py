@@ -299,6 +299,19 @@ class TrainConfig(FrozenConfig):
     validation_fraction: float = Field(0.1, gt=0, lt=1)
     seed: int = Field(0, ge=0, le=MAX_SEED)
     device: Literal["cpu", "cuda"] = "cpu"
+    precision: Literal["float32", "bfloat16"] = Field(
+        "float32",
+        description="bfloat16: the training step's convolutions and matrix products run under bfloat16 autocast "
+        "(weights, optimizer and loss stay float32); pays on CPUs with AMX or AVX-512 BF16, slow elsewhere",
+    )
+
+    @model_serializer(mode="wrap")
+    def _without_default_precision(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """float32 training configs serialise (and so hash, and resume) exactly as before precision existed."""
+        values = handler(self)
+        if self.precision == "float32":
+            values.pop("precision", None)
+        return values
 
 
 C = TypeVar("C", bound=FrozenConfig)

@@ -77,8 +77,9 @@ class Autoencoder(nn.Module):
         return torch.cat([inputs, conditions.to(inputs.dtype)], dim=1)  # (B, F + C)
 
     def posterior_parameters(self, images: torch.Tensor, conditions: torch.Tensor | None) -> torch.Tensor:
-        """(B, 1, H, W) images and (B, C) conditions -> (B, params_per_unit * D)."""
-        return self.to_posterior(self.with_conditions(self.encoder(images), conditions))
+        """(B, 1, H, W) images and (B, C) conditions -> (B, params_per_unit * D), float32 also under autocast, so
+        that sampling and the KL term run in full precision."""
+        return self.to_posterior(self.with_conditions(self.encoder(images), conditions)).float()
 
     def encode(self, images: torch.Tensor, conditions: torch.Tensor | None = None) -> Posterior:
         """(B, 1, H, W) -> posterior parameters (B, D)."""
@@ -110,7 +111,7 @@ class Autoencoder(nn.Module):
         """The training objective on a batch of (B, 1, H, W) images (the negative ELBO for the VAE with beta 1);
         the cvae also takes the images' (B, C) conditions."""
         out = self(images, sample=sample, generator=generator, conditions=conditions)
-        reconstruction = reconstruction_nll(out.logits, images, self.config.likelihood).mean()
+        reconstruction = reconstruction_nll(out.logits.float(), images, self.config.likelihood).mean()  # float32
         kl = self.kl_divergence(out.posterior).mean()
         return LossParts(total=reconstruction + self.config.beta * kl, reconstruction=reconstruction, kl=kl)
 

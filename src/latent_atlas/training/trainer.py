@@ -76,6 +76,13 @@ def show_bar(progress: bool, progress_bar: bool | Literal["auto"]) -> bool:
     return progress_bar
 
 
+def training_autocast(device: torch.device, precision: str) -> torch.autocast:
+    """The training step's precision: under "bfloat16" the forward pass's convolutions and matrix products run in
+    bfloat16 (the weights, Adam's state, the loss and the backward pass's accumulations stay float32); under
+    "float32" a no-op."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bfloat16")
+
+
 def steps_per_epoch(n_images: int, batch_size: int) -> int:
     return math.ceil(n_images / batch_size)
 
@@ -252,7 +259,8 @@ class Trainer:
             rows = order[start : start + batch_size]
             batch = self.fit_images[rows].contiguous(memory_format=self.memory_format)
             conditions = None if self.fit_conditions is None else self.fit_conditions[rows]  # (B, C)
-            parts = self.model.loss(batch, sample=True, generator=self.noise_generator, conditions=conditions)
+            with training_autocast(self.device, self.train_config.precision):
+                parts = self.model.loss(batch, sample=True, generator=self.noise_generator, conditions=conditions)
             self.optimizer.zero_grad(set_to_none=True)
             parts.total.backward()
             self.optimizer.step()
