@@ -200,23 +200,28 @@ def test_beta_weights_only_the_kl_term():
     torch.testing.assert_close(b.total, a.reconstruction + 4.0 * a.kl)
 
 
-@pytest.mark.parametrize("kind", ["ae", "vae"])
-def test_bfloat16_autocast_runs_the_network_in_bfloat16_and_the_loss_in_float32(kind):
+@pytest.mark.parametrize("kind", ["ae", "vae", "cvae"])
+@pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])
+def test_bfloat16_autocast_runs_the_network_in_bfloat16_and_the_loss_in_float32(kind, likelihood):
     from latent_atlas.training.trainer import training_autocast
 
     torch.manual_seed(0)
-    model = build_model(tiny_model_config(kind=kind, latent_dim=3).for_images((12, 12)))
+    model = build_model(kind_config(kind, latent_dim=3, likelihood=likelihood).for_images((12, 12)))
     images = torch.rand(16, 1, 12, 12)
+    conditions = torch.rand(16, CONDITION_DIMS[model.config.condition]) if model.conditional else None
     with training_autocast(torch.device("cpu"), "float32"):
-        assert model(images).logits.dtype == torch.float32
-        full = model.loss(images, sample=False)
+        assert model(images, conditions=conditions).logits.dtype == torch.float32
+        full = model.loss(images, sample=False, conditions=conditions)
     with training_autocast(torch.device("cpu"), "bfloat16"):
-        out = model(images)
-        half = model.loss(images, sample=False)
+        out = model(images, conditions=conditions)
+        half = model.loss(images, sample=False, conditions=conditions)
     assert out.logits.dtype == torch.bfloat16  # the convolutions ran in bfloat16
     assert out.posterior.mean.dtype == torch.float32  # sampling and the KL term get float32 parameters
     for part in ("total", "reconstruction", "kl"):
         assert getattr(half, part).dtype == torch.float32
+    # The likelihood itself runs in float32 on the bfloat16 network's logits (for the Gaussian likelihood the
+    # sigmoid would otherwise run in bfloat16).
+    assert half.reconstruction == reconstruction_nll(out.logits.float(), images, likelihood).mean()
     # The same weights and images give the float32 loss to bfloat16's precision (8 bits of mantissa), not exactly.
     assert half.total.item() == pytest.approx(full.total.item(), rel=2e-2)
     assert half.total.item() != full.total.item()

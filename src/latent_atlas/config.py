@@ -302,7 +302,8 @@ class TrainConfig(FrozenConfig):
     precision: Literal["float32", "bfloat16"] = Field(
         "float32",
         description="bfloat16: the training step's convolutions and matrix products run under bfloat16 autocast "
-        "(weights, optimizer and loss stay float32); pays on CPUs with AMX or AVX-512 BF16, slow elsewhere",
+        "(weights, optimizer state and loss stay float32); pays on CPUs with AMX or AVX-512 BF16 (measured), "
+        "expected to be slower on CPUs without bfloat16 units (not measured)",
     )
 
     @model_serializer(mode="wrap")

@@ -77,9 +77,10 @@ def show_bar(progress: bool, progress_bar: bool | Literal["auto"]) -> bool:
 
 
 def training_autocast(device: torch.device, precision: str) -> torch.autocast:
-    """The training step's precision: under "bfloat16" the forward pass's convolutions and matrix products run in
-    bfloat16 (the weights, Adam's state, the loss and the backward pass's accumulations stay float32); under
-    "float32" a no-op."""
+    """The training step's precision. Under "bfloat16" the forward pass's convolutions and matrix products run in
+    bfloat16, and so do their gradients; the weights, their ``.grad`` and Adam's state stay float32, and the
+    posterior's parameters and the logits are cast to float32 before sampling, the KL term and the likelihood.
+    Under "float32" a no-op."""
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bfloat16")
 
 
