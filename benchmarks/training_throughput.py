@@ -5,8 +5,8 @@
 
 Prints images/second for a training step (forward, backward, Adam) at several batch sizes, for the trainer's
 setup (channels_last memory format on the CPU, fused Adam), the same with ``precision = "bfloat16"`` (bfloat16
-autocast of the forward pass) and a plain one (row-major tensors, Adam's default for-loop implementation), measured interleaved and repeated so that a busy machine disturbs both
-alike; then encoding / decoding without gradients through ``models.inference``, for row-major and
+autocast of the forward pass) and a plain one (row-major tensors, Adam's default for-loop implementation),
+measured interleaved and repeated so that a busy machine disturbs them alike; then encoding / decoding without gradients through ``models.inference``, for row-major and
 channels_last weights at batches of 64, 256 and 1024. ``--ensemble K`` also compares K models trained as one
 vectorised ensemble (``torch.func.stack_module_state`` + ``vmap``) against the same K models stepped one after
 another. Rates are by wall clock and by process CPU time (with one thread, the single-core cost).
