@@ -1,7 +1,7 @@
 """Time to quality: latent-atlas's default VAE against pythae's TrainingPipeline, side by side in one process.
 
     .venv-bench/bin/python benchmarks/time_to_quality.py [--threads 1] [--seed 0] [--pythae-cap 300]
-                                                          [--cap-clock wall|cpu] [--previous]
+                                                          [--cap-clock wall|cpu] [--previous] [--pythae-batch N]
                                                           [--train KEY=VALUE ...] [--out FILE.json]
 
 Needs pythae (0.1.2), installed in its own virtualenv so the project's stays as pinned:
@@ -12,8 +12,9 @@ Needs pythae (0.1.2), installed in its own virtualenv so the project's stays as 
    Gaussian dataset; its target is the test split's mean Frobenius error of the model it delivers.
 2. pythae trains the same architecture (our encoder and decoder modules wrapped as ``BaseEncoder`` /
    ``BaseDecoder``, same initial weights) on the same training and held-out images with Adam, the same batch
-   size, learning rate 2e-3 and ReduceLROnPlateau(factor 0.5, patience 1) on the held-out loss: the settings
-   of the issue (pythae steps schedulers once per epoch, so it cannot run a per-batch one-cycle schedule).
+   size (``--pythae-batch`` to change it), learning rate 2e-3 and ReduceLROnPlateau(factor 0.5, patience 1) on
+   the held-out loss: the settings of the issue (pythae steps schedulers once per epoch, so it cannot run a
+   per-batch one-cycle schedule).
    After every epoch its current weights are evaluated with the same metric, and it stops as soon as they
    reach the target, or after ``--pythae-cap`` seconds of training (wall-clock, or CPU seconds with
    ``--cap-clock cpu``, the fairer cap on a machine shared with other work).
@@ -41,7 +42,7 @@ from pathlib import Path
 from statistics import median
 
 PREVIOUS_DEFAULTS = {"scheduler": "plateau", "learning_rate": 2e-3, "batch_size": 64, "epochs": 20}
-PYTHAE_SETTINGS = {"learning_rate": 2e-3, "batch_size": 64, "scheduler_factor": 0.5, "scheduler_patience": 1}
+PYTHAE_SETTINGS = {"learning_rate": 2e-3, "scheduler_factor": 0.5, "scheduler_patience": 1}  # + our batch size
 
 
 class _Stop(Exception):
@@ -123,8 +124,8 @@ def train_latent_atlas(name: str, dataset, dataset_path: Path, train_config, run
     return curve
 
 
-def train_pythae(dataset, fit_images, val_images, seed: int, target: float, cap_seconds: float, cap_clock: str,
-                 work_dir: Path):
+def train_pythae(dataset, fit_images, val_images, seed: int, batch_size: int, target: float, cap_seconds: float,
+                 cap_clock: str, work_dir: Path):
     """pythae's curve, and its trainer (for the interleaved epochs)."""
     import torch
     from pythae.models import VAE, VAEConfig
@@ -156,7 +157,7 @@ def train_pythae(dataset, fit_images, val_images, seed: int, target: float, cap_
         def forward(self, z):
             return ModelOutput(reconstruction=torch.sigmoid(self.decoder(z)))  # (B, 1, H, W) in (0, 1)
 
-    settings = {**PYTHAE_SETTINGS, "cap_seconds": cap_seconds, "cap_clock": cap_clock}
+    settings = {**PYTHAE_SETTINGS, "batch_size": batch_size, "cap_seconds": cap_seconds, "cap_clock": cap_clock}
     curve = Curve(name="pythae", settings=settings)
     clock = Clock()
 
@@ -179,7 +180,7 @@ def train_pythae(dataset, fit_images, val_images, seed: int, target: float, cap_
                 encoder=Encoder(), decoder=Decoder())
     config = BaseTrainerConfig(
         output_dir=str(work_dir), num_epochs=10_000, learning_rate=PYTHAE_SETTINGS["learning_rate"],
-        per_device_train_batch_size=PYTHAE_SETTINGS["batch_size"], per_device_eval_batch_size=1024,
+        per_device_train_batch_size=batch_size, per_device_eval_batch_size=1024,
         optimizer_cls="Adam", scheduler_cls="ReduceLROnPlateau",
         scheduler_params={"factor": PYTHAE_SETTINGS["scheduler_factor"],
                           "patience": PYTHAE_SETTINGS["scheduler_patience"]},
@@ -230,6 +231,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cap-clock", choices=["wall", "cpu"], default="wall", help="the clock the cap reads")
     parser.add_argument("--previous", action="store_true", help="also train with the previous defaults")
     parser.add_argument("--interleave", type=int, default=3, metavar="N", help="epochs of each timed alternately")
+    parser.add_argument("--pythae-batch", type=int, metavar="N",
+                        help="pythae's batch size (default: latent-atlas's, as the issue's comparison asks)")
     parser.add_argument("--train", nargs="*", default=[], metavar="KEY=VALUE", help="TrainConfig overrides")
     parser.add_argument("--out", type=Path, help="write every curve as JSON here")
     args = parser.parse_args(argv)
@@ -268,10 +271,11 @@ def main(argv: list[str] | None = None) -> int:
             previous = TrainConfig(seed=args.seed, **PREVIOUS_DEFAULTS)
             curves.append(train_latent_atlas("previous defaults", dataset, work / "gaussian.npz", previous,
                                              work / "previous"))
-        print(f"pythae TrainingPipeline until test Frobenius <= {target:.4f} or {args.pythae_cap:.0f} s "
-              f"({args.cap_clock})")
+        pythae_batch = args.pythae_batch or train_config.batch_size
+        print(f"pythae TrainingPipeline (batch {pythae_batch}) until test Frobenius <= {target:.4f} or "
+              f"{args.pythae_cap:.0f} s ({args.cap_clock})")
         theirs, pythae_trainer = train_pythae(dataset, images_tensor(dataset, fit_idx, cpu),
-                                              images_tensor(dataset, val_idx, cpu), args.seed, target,
+                                              images_tensor(dataset, val_idx, cpu), args.seed, pythae_batch, target,
                                               args.pythae_cap, args.cap_clock, work / "pythae")
         curves.append(theirs)
         if args.interleave:
