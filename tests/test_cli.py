@@ -274,3 +274,13 @@ def test_no_report_says_when_an_older_report_is_left_in_place(capsys, tmp_path, 
     (tmp_path / "report.html").write_text("<html></html>")
     code, out, _ = run_cli(capsys, "study", "-o", tmp_path, "--no-report")
     assert code == 0 and "report.html is from an earlier run and was not redrawn" in out
+
+
+def test_train_help_states_the_config_defaults(capsys):
+    from latent_atlas.config import TrainConfig
+
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps the help
+    assert f"maximum number of epochs (default {TrainConfig().epochs})" in text
+    assert f"batch size (default {TrainConfig().batch_size})" in text
