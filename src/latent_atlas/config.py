@@ -278,7 +278,7 @@ class TrainConfig(FrozenConfig):
 
     The defaults (one-cycle to 4e-3 over 8 epochs of batches of 32, 20 % of the steps warming up) reach a lower
     test error than the former ones (one-cycle over 12 epochs of 64; before that, plateau at 2e-3 over up to 20)
-    in 17-26 % less time than the 12-epoch schedule (two CPUs measured): benchmarks/training_settings.py, and
+    in 16-28 % less time than the 12-epoch schedule (two CPUs measured): benchmarks/training_settings.py, and
     benchmarks/time_to_quality.py against pythae.
     """
 
