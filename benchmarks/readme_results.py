@@ -30,8 +30,8 @@ README_ROWS = {
 
 
 def number(value: float, signed: bool = False) -> str:
-    text = f"{value:+.3f}" if signed else f"{value:.3f}"
-    return text if abs(value) < 10 else f"{value:+.1f}" if signed else f"{value:.1f}"
+    """Three decimals below 10, one above (percentiles); a sign where asked."""
+    return f"{value:{'+' if signed else ''}.{3 if abs(value) < 10 else 1}f}"
 
 
 def interval(summary: dict | None, signed: bool = False) -> str:
