@@ -2,6 +2,7 @@
 
     .venv-bench/bin/python benchmarks/time_to_quality.py [--threads 1] [--seed 0] [--pythae-cap 300]
                                                           [--cap-clock wall|cpu] [--previous] [--pythae-batch N]
+                                                          [--pythae-betas B1 B2]
                                                           [--train KEY=VALUE ...] [--out FILE.json]
 
 Needs pythae (0.1.2), installed in its own virtualenv so the project's stays as pinned:
@@ -14,7 +15,8 @@ Needs pythae (0.1.2), installed in its own virtualenv so the project's stays as 
    ``BaseDecoder``, same initial weights) on the same training and held-out images with Adam, the same batch
    size (``--pythae-batch`` to change it), learning rate 2e-3 and ReduceLROnPlateau(factor 0.5, patience 1) on
    the held-out loss: the settings of the issue (pythae steps schedulers once per epoch, so it cannot run a
-   per-batch one-cycle schedule).
+   per-batch one-cycle schedule). Adam keeps torch's betas (0.9, 0.999), as pythae's pipeline does;
+   ``--pythae-betas 0.9 0.95`` gives it ours, to see how much of the difference they make.
    After every epoch its current weights are evaluated with the same metric, and it stops as soon as they
    reach the target, or after ``--pythae-cap`` seconds of training (wall-clock, or CPU seconds with
    ``--cap-clock cpu``, the fairer cap on a machine shared with other work).
@@ -41,7 +43,8 @@ from functools import partial
 from pathlib import Path
 from statistics import median
 
-PREVIOUS_DEFAULTS = {"scheduler": "plateau", "learning_rate": 2e-3, "batch_size": 64, "epochs": 20}
+PREVIOUS_DEFAULTS = {"scheduler": "plateau", "learning_rate": 2e-3, "batch_size": 64, "epochs": 20,
+                     "adam_betas": (0.9, 0.999)}
 PYTHAE_SETTINGS = {"learning_rate": 2e-3, "scheduler_factor": 0.5, "scheduler_patience": 1}  # + our batch size
 
 
@@ -124,8 +127,8 @@ def train_latent_atlas(name: str, dataset, dataset_path: Path, train_config, run
     return curve
 
 
-def train_pythae(dataset, fit_images, val_images, seed: int, batch_size: int, target: float, cap_seconds: float,
-                 cap_clock: str, work_dir: Path):
+def train_pythae(dataset, fit_images, val_images, seed: int, batch_size: int, betas: tuple[float, float] | None,
+                 target: float, cap_seconds: float, cap_clock: str, work_dir: Path):
     """pythae's curve, and its trainer (for the interleaved epochs)."""
     import torch
     from pythae.models import VAE, VAEConfig
@@ -157,7 +160,8 @@ def train_pythae(dataset, fit_images, val_images, seed: int, batch_size: int, ta
         def forward(self, z):
             return ModelOutput(reconstruction=torch.sigmoid(self.decoder(z)))  # (B, 1, H, W) in (0, 1)
 
-    settings = {**PYTHAE_SETTINGS, "batch_size": batch_size, "cap_seconds": cap_seconds, "cap_clock": cap_clock}
+    settings = {**PYTHAE_SETTINGS, "batch_size": batch_size, "adam_betas": betas or "torch's (0.9, 0.999)",
+                "cap_seconds": cap_seconds, "cap_clock": cap_clock}
     curve = Curve(name="pythae", settings=settings)
     clock = Clock()
 
@@ -181,7 +185,8 @@ def train_pythae(dataset, fit_images, val_images, seed: int, batch_size: int, ta
     config = BaseTrainerConfig(
         output_dir=str(work_dir), num_epochs=10_000, learning_rate=PYTHAE_SETTINGS["learning_rate"],
         per_device_train_batch_size=batch_size, per_device_eval_batch_size=1024,
-        optimizer_cls="Adam", scheduler_cls="ReduceLROnPlateau",
+        optimizer_cls="Adam", optimizer_params={"betas": tuple(betas)} if betas else None,
+        scheduler_cls="ReduceLROnPlateau",
         scheduler_params={"factor": PYTHAE_SETTINGS["scheduler_factor"],
                           "patience": PYTHAE_SETTINGS["scheduler_patience"]},
         no_cuda=True, seed=seed,
@@ -233,6 +238,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--interleave", type=int, default=3, metavar="N", help="epochs of each timed alternately")
     parser.add_argument("--pythae-batch", type=int, metavar="N",
                         help="pythae's batch size (default: latent-atlas's, as the issue's comparison asks)")
+    parser.add_argument("--pythae-betas", type=float, nargs=2, metavar=("B1", "B2"),
+                        help="pythae's Adam betas (default: torch's, 0.9 0.999, as its pipeline uses)")
     parser.add_argument("--train", nargs="*", default=[], metavar="KEY=VALUE", help="TrainConfig overrides")
     parser.add_argument("--out", type=Path, help="write every curve as JSON here")
     args = parser.parse_args(argv)
@@ -262,7 +269,8 @@ def main(argv: list[str] | None = None) -> int:
         dataset.save(work / "gaussian.npz")
         print(f"latent-atlas {'default' if not args.train else 'with ' + ' '.join(args.train)} "
               f"({train_config.scheduler}, {train_config.epochs} epochs, batch {train_config.batch_size}, "
-              f"lr {train_config.learning_rate}, {train_config.precision}), {args.threads} torch thread(s)")
+              f"lr {train_config.learning_rate}, Adam betas {train_config.adam_betas}, {train_config.precision}), "
+              f"{args.threads} torch thread(s)")
         ours = train_latent_atlas("latent-atlas", dataset, work / "gaussian.npz", train_config, work / "ours")
         curves.append(ours)
         target = ours.final_frobenius
@@ -272,10 +280,12 @@ def main(argv: list[str] | None = None) -> int:
             curves.append(train_latent_atlas("previous defaults", dataset, work / "gaussian.npz", previous,
                                              work / "previous"))
         pythae_batch = args.pythae_batch or train_config.batch_size
-        print(f"pythae TrainingPipeline (batch {pythae_batch}) until test Frobenius <= {target:.4f} or "
+        betas_text = f", Adam betas {tuple(args.pythae_betas)}" if args.pythae_betas else ""
+        print(f"pythae TrainingPipeline (batch {pythae_batch}{betas_text}) until test Frobenius <= {target:.4f} or "
               f"{args.pythae_cap:.0f} s ({args.cap_clock})")
         theirs, pythae_trainer = train_pythae(dataset, images_tensor(dataset, fit_idx, cpu),
-                                              images_tensor(dataset, val_idx, cpu), args.seed, pythae_batch, target,
+                                              images_tensor(dataset, val_idx, cpu), args.seed, pythae_batch,
+                                              args.pythae_betas, target,
                                               args.pythae_cap, args.cap_clock, work / "pythae")
         curves.append(theirs)
         if args.interleave:

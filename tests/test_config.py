@@ -135,3 +135,17 @@ def test_training_precision_is_recorded_only_when_it_is_not_float32():
     assert build(TrainConfig, json.loads(json.dumps(bf16.to_dict()))) == bf16
     with pytest.raises(ConfigError, match="train.precision"):
         build(TrainConfig, {"precision": "float16"}, section="train")
+
+
+@pytest.mark.parametrize("betas", [[0.9, 1.0], [-0.1, 0.95], [0.9, float("nan")], [0.9], [0.9, 0.95, 0.99]])
+def test_adam_betas_outside_the_unit_interval_name_the_field(betas):
+    with pytest.raises(ConfigError, match="train.adam_betas"):
+        build(TrainConfig, {"adam_betas": betas}, section="train")
+
+
+def test_adam_betas_read_from_toml_as_a_pair(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text("[train]\nadam_betas = [0.8, 0.99]\n")
+    config = build(TrainConfig, section(load_toml(path), "train"), section="train")
+    assert config.adam_betas == (0.8, 0.99)
+    assert build(TrainConfig, json.loads(json.dumps(config.to_dict()))) == config

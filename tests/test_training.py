@@ -297,3 +297,33 @@ def test_bfloat16_training_is_reproducible_resumable_and_recorded(tmp_path, tiny
     with pytest.raises(AtlasError, match="differs from this run's settings"):  # not resumed in float32
         train(tiny_dataset, tiny_dataset_file, tiny_model_config(kind="vae"), tiny_train_config(epochs=3),
               tmp_path / "parts", progress=False, resume=True)
+
+
+def test_adam_runs_with_the_configured_betas(tmp_path, tiny_dataset, tiny_dataset_file):
+    from latent_atlas.training.trainer import Trainer
+
+    for betas in [(0.9, 0.95), (0.5, 0.9)]:
+        trainer = Trainer(tiny_dataset, tiny_dataset_file, tiny_model_config(kind="vae"),
+                          tiny_train_config(adam_betas=betas), tmp_path / str(betas), progress=False)
+        assert trainer.optimizer.param_groups[0]["betas"] == betas
+    assert trainer.config["train"]["adam_betas"] == [0.5, 0.9]
+
+
+def test_a_run_saved_before_adam_betas_existed_reads_as_torchs_betas(tmp_path, tiny_dataset, tiny_dataset_file):
+    import json
+
+    # A run whose config.json predates the key trained with torch's (0.9, 0.999): it loads as such, and it
+    # resumes under those betas but not under today's default.
+    legacy = dict(adam_betas=(0.9, 0.999))
+    train(tiny_dataset, tiny_dataset_file, tiny_model_config(kind="vae"), tiny_train_config(epochs=2, **legacy),
+          tmp_path / "r", progress=False, max_new_epochs=1)
+    config_path = tmp_path / "r" / "config.json"
+    config = json.loads(config_path.read_text())
+    del config["train"]["adam_betas"]
+    config_path.write_text(json.dumps(config))
+    with pytest.raises(AtlasError, match="config.json differs"):
+        train(tiny_dataset, tiny_dataset_file, tiny_model_config(kind="vae"), tiny_train_config(epochs=2),
+              tmp_path / "r", progress=False, resume=True)
+    run = train(tiny_dataset, tiny_dataset_file, tiny_model_config(kind="vae"),
+                tiny_train_config(epochs=2, **legacy), tmp_path / "r", progress=False, resume=True).run
+    assert run.train_config.adam_betas == (0.9, 0.999)

@@ -248,7 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("-o", "--output", type=_output, required=True, metavar="RUN_DIR", help="run folder to create")
     train.add_argument("--latent-dim", type=_positive_int, help="latent dimension (default 3)")
     train.add_argument("--beta", type=float, help="weight of the KL term (default 1)")
-    train.add_argument("--epochs", type=_positive_int, help="maximum number of epochs (default 8)")
+    train.add_argument("--epochs", type=_positive_int, help="maximum number of epochs (default 5)")
     train.add_argument("--batch-size", type=_positive_int, help="batch size (default 32)")
     train.add_argument("--seed", type=_non_negative_int, help="seed for init, shuffling and sampling (default 0)")
     train.add_argument("--device", choices=["cpu", "cuda"], help="where to train (default cpu)")

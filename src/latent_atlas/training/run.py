@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
-from ..config import ModelConfig, TrainConfig, build
+from ..config import ADAM_BETAS_BEFORE_THE_KEY, ModelConfig, TrainConfig, build
 from ..data import HeatmapDataset, load_dataset
 from ..data.dataset import validation_split
 from ..errors import AtlasError, ConfigError
@@ -45,8 +45,15 @@ def run_config(dataset: HeatmapDataset, dataset_path: Path, model: ModelConfig, 
     }
 
 
+def saved_train_settings(train: dict) -> dict:
+    """A saved run's train config with the keys added since it was written set to what it trained with."""
+    return {"adam_betas": list(ADAM_BETAS_BEFORE_THE_KEY), **train}
+
+
 def same_settings(saved: dict, wanted: dict) -> bool:
     """Whether two run configs describe the same training (the package version aside)."""
+    if isinstance(saved.get("train"), dict):
+        saved = {**saved, "train": saved_train_settings(saved["train"])}
     return {k: v for k, v in saved.items() if k != "latent_atlas_version"} == {
         k: v for k, v in wanted.items() if k != "latent_atlas_version"
     }
@@ -111,7 +118,7 @@ def load_run(path: str | Path) -> Run:
         raise AtlasError(f"run folder {path} has no {MODEL_FILE}; has training finished?")
     try:
         model_config = build(ModelConfig, config["model"], section="model")
-        train_config = build(TrainConfig, config["train"], section="train")
+        train_config = build(TrainConfig, saved_train_settings(config["train"]), section="train")
         config["data"]["path"], config["data"]["content_hash"]
     except (KeyError, TypeError, ConfigError) as exc:
         raise AtlasError(f"run config {path / CONFIG_FILE} is malformed ({exc})") from None

@@ -164,8 +164,8 @@ class Trainer:
         self.memory_format = memory_format(self.device)
         self.model = placed(initialised_model(self.model_config, seed, self.device), self.device)
         self.optimizer = torch.optim.Adam(
-            self.model.parameters(), lr=train_config.learning_rate, weight_decay=train_config.weight_decay,
-            fused=True,
+            self.model.parameters(), lr=train_config.learning_rate, betas=train_config.adam_betas,
+            weight_decay=train_config.weight_decay, fused=True,
         )
         self.scheduler = make_scheduler(self.optimizer, train_config, len(self.fit_images))
         self.shuffle_generator = torch.Generator().manual_seed(seed)
