@@ -327,3 +327,27 @@ def test_a_run_saved_before_adam_betas_existed_reads_as_torchs_betas(tmp_path, t
     run = train(tiny_dataset, tiny_dataset_file, tiny_model_config(kind="vae"),
                 tiny_train_config(epochs=2, **legacy), tmp_path / "r", progress=False, resume=True).run
     assert run.train_config.adam_betas == (0.9, 0.999)
+
+
+@pytest.mark.parametrize("epochs, warms_up", [(3, False), (5, False), (10, True)])
+def test_onecycle_with_a_warm_up_of_at_most_one_step_has_none(tmp_path, tiny_dataset, tiny_dataset_file, epochs,
+                                                               warms_up):
+    # One batch per epoch and warm-up 0.2: 0.6, 1 and 2 warm-up steps. torch's OneCycleLR divides by zero at
+    # exactly one (the default 5 epochs of a dataset that fits in one batch); at one step or less there is no
+    # step between the start and the peak, so the schedule descends from the peak from the first step.
+    result = _train(tiny_dataset, tiny_dataset_file, tmp_path / "r", epochs=epochs, batch_size=100_000,
+                    learning_rate=0.01, warmup_fraction=0.2, early_stopping_patience=99)
+    rates = [r["learning_rate"] for r in read_history(result.run.path / "history.csv")]
+    reference = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.01)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(reference, max_lr=0.01, total_steps=epochs,
+                                                   pct_start=0.2 if warms_up else 0.0, cycle_momentum=False)
+    expected = []
+    for _ in range(epochs):
+        expected.append(reference.param_groups[0]["lr"])
+        reference.step()
+        schedule.step()
+    assert rates == pytest.approx(expected, rel=1e-12)
+    if warms_up:
+        assert rates[0] == pytest.approx(0.01 / 25) and max(rates) == pytest.approx(0.01)
+    else:
+        assert rates[0] == max(rates) > 0.5 * 0.01 and rates == sorted(rates, reverse=True)

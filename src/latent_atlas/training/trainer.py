@@ -95,11 +95,15 @@ def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, n_fit_
             optimizer, factor=config.scheduler_factor, patience=config.scheduler_patience
         )
     if config.scheduler == "onecycle":
+        total_steps = config.epochs * steps_per_epoch(n_fit_images, config.batch_size)
+        # A warm-up of one step or less has no step between the start and the peak, and torch divides by zero
+        # when it is exactly one: no warm-up then, the cosine descent from the peak begins at the first step.
+        warmup_fraction = config.warmup_fraction if config.warmup_fraction * total_steps > 1 else 0.0
         return torch.optim.lr_scheduler.OneCycleLR(
             optimizer,
             max_lr=config.learning_rate,
-            total_steps=config.epochs * steps_per_epoch(n_fit_images, config.batch_size),
-            pct_start=config.warmup_fraction,
+            total_steps=total_steps,
+            pct_start=warmup_fraction,
             div_factor=config.initial_lr_divisor,
             final_div_factor=config.final_lr_divisor,
             cycle_momentum=False,
