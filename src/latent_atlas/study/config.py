@@ -106,7 +106,7 @@ class StudyConfig(FrozenConfig):
 
 
 # A demo: a coarser factor grid (13 x 13 x 10 = 1,690 images), 8 epochs of batch 16, two seeds; the analyses
-# take their smaller quick settings (registry). About 150 s on the 2-core development machine.
+# take their smaller quick settings (registry). About a minute on the 2-core development machine (64 s, AMD Zen 4).
 QUICK = {
     "data": {
         "var_x": FactorRange(start=0.1, stop=4.9, step=0.4).to_dict(),
