@@ -157,23 +157,27 @@ def test_load_run_errors(tmp_path):
         load_run(tmp_path / "empty")
 
 
+def _torch_onecycle_epoch_rates(max_lr: float, epochs: int, steps: int, pct_start: float) -> list[float]:
+    """The learning rate at the start of each epoch under torch's own OneCycleLR, stepped per batch."""
+    reference = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=max_lr)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(reference, max_lr=max_lr, total_steps=epochs * steps,
+                                                   pct_start=pct_start, cycle_momentum=False)
+    rates = []
+    for _ in range(epochs):
+        rates.append(reference.param_groups[0]["lr"])
+        for _ in range(steps):
+            reference.step()
+            schedule.step()
+    return rates
+
+
 def test_onecycle_follows_torch_schedule_per_batch(tmp_path, tiny_dataset, tiny_dataset_file):
-    import torch
 
     config = dict(epochs=4, learning_rate=0.01, scheduler="onecycle", warmup_fraction=0.25, early_stopping_patience=9)
     result = _train(tiny_dataset, tiny_dataset_file, tmp_path / "r", **config)
     rates = [r["learning_rate"] for r in read_history(result.run.path / "history.csv")]
     steps = -(-len(validation_split(tiny_dataset.train_idx, 0.1, 0)[0]) // 8)  # batches per epoch
-    reference = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.01)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(reference, max_lr=0.01, total_steps=4 * steps, pct_start=0.25,
-                                                   cycle_momentum=False)
-    expected = []
-    for _ in range(4):
-        expected.append(reference.param_groups[0]["lr"])
-        for _ in range(steps):
-            reference.step()
-            schedule.step()
-    assert rates == pytest.approx(expected, rel=1e-12)
+    assert rates == pytest.approx(_torch_onecycle_epoch_rates(0.01, 4, steps, 0.25), rel=1e-12)
     assert rates[0] == pytest.approx(0.01 / 25) and max(rates) > rates[0] and rates[-1] < max(rates)
 
 
@@ -338,14 +342,7 @@ def test_onecycle_with_a_warm_up_of_at_most_one_step_has_none(tmp_path, tiny_dat
     result = _train(tiny_dataset, tiny_dataset_file, tmp_path / "r", epochs=epochs, batch_size=100_000,
                     learning_rate=0.01, warmup_fraction=0.2, early_stopping_patience=99)
     rates = [r["learning_rate"] for r in read_history(result.run.path / "history.csv")]
-    reference = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.01)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(reference, max_lr=0.01, total_steps=epochs,
-                                                   pct_start=0.2 if warms_up else 0.0, cycle_momentum=False)
-    expected = []
-    for _ in range(epochs):
-        expected.append(reference.param_groups[0]["lr"])
-        reference.step()
-        schedule.step()
+    expected = _torch_onecycle_epoch_rates(0.01, epochs, 1, 0.2 if warms_up else 0.0)
     assert rates == pytest.approx(expected, rel=1e-12)
     if warms_up:
         assert rates[0] == pytest.approx(0.01 / 25) and max(rates) == pytest.approx(0.01)
