@@ -172,7 +172,6 @@ def _torch_onecycle_epoch_rates(max_lr: float, epochs: int, steps: int, pct_star
 
 
 def test_onecycle_follows_torch_schedule_per_batch(tmp_path, tiny_dataset, tiny_dataset_file):
-
     config = dict(epochs=4, learning_rate=0.01, scheduler="onecycle", warmup_fraction=0.25, early_stopping_patience=9)
     result = _train(tiny_dataset, tiny_dataset_file, tmp_path / "r", **config)
     rates = [r["learning_rate"] for r in read_history(result.run.path / "history.csv")]
