@@ -144,6 +144,15 @@ def test_bad_sweep_tables_name_the_key():
         sweep_runs({"data": {}})
 
 
+def test_run_folders_name_each_grid_value_readably():
+    specs = sweep_runs({"sweep": {"train.adam_betas": [[0.9, 0.95], [0.9, 0.999]], "model.beta": [0.5, 4]}})
+    assert [spec.name for spec in specs] == [
+        "gaussian-vae-beta0.5-adam_betas0.9_0.95-s0", "gaussian-vae-beta4-adam_betas0.9_0.95-s0",
+        "gaussian-vae-beta0.5-adam_betas0.9_0.999-s0", "gaussian-vae-beta4-adam_betas0.9_0.999-s0",
+    ]
+    assert specs[0].train.adam_betas == (0.9, 0.95)
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

@@ -49,6 +49,9 @@ class RunSpec:
 
 
 def _label(value: Any) -> str:
+    """A setting's value as part of a folder name: 0.001 -> "0.001", [0.9, 0.95] -> "0.9_0.95"."""
+    if isinstance(value, (list, tuple)):
+        return "_".join(_label(item) for item in value)
     text = f"{value:g}" if isinstance(value, float) else str(value)
     return re.sub(r"[^A-Za-z0-9.+-]", "_", text)
 
