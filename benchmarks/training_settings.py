@@ -90,6 +90,20 @@ SETTINGS: dict[str, dict] = {
         _onecycle(8e-3, 5, 48, 0.2, (0.9, 0.95)),
     "onecycle 8e-3, 6 epochs, batch 64, warm-up 0.2, beta2 0.95":
         _onecycle(8e-3, 6, 64, 0.2, (0.9, 0.95)),
+    "onecycle 6e-3, 5 epochs, batch 32, warm-up 0.2, beta1 0.8, beta2 0.95":
+        _onecycle(6e-3, 5, 32, 0.2, (0.8, 0.95)),
+    "onecycle 6e-3, 5 epochs, batch 32, warm-up 0.2, beta1 0.85, beta2 0.95":
+        _onecycle(6e-3, 5, 32, 0.2, (0.85, 0.95)),
+    "onecycle 6e-3, 5 epochs, batch 32, warm-up 0.2, beta1 0.95, beta2 0.95":
+        _onecycle(6e-3, 5, 32, 0.2, (0.95, 0.95)),
+    "onecycle 6e-3, 5 epochs, batch 32, warm-up 0.2, beta1 0.9, beta2 0.98":
+        _onecycle(6e-3, 5, 32, 0.2, (0.9, 0.98)),
+    "onecycle 6e-3, 4 epochs, batch 32, warm-up 0.2, beta1 0.8, beta2 0.95":
+        _onecycle(6e-3, 4, 32, 0.2, (0.8, 0.95)),
+    "onecycle 8e-3, 4 epochs, batch 32, warm-up 0.2, beta1 0.8, beta2 0.95":
+        _onecycle(8e-3, 4, 32, 0.2, (0.8, 0.95)),
+    "onecycle 8e-3, 5 epochs, batch 32, warm-up 0.2, beta1 0.8, beta2 0.95":
+        _onecycle(8e-3, 5, 32, 0.2, (0.8, 0.95)),
 }
 
 
