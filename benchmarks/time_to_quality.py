@@ -4,6 +4,7 @@
                                                           [--cap-clock wall|cpu] [--previous] [--pythae-batch N]
                                                           [--pythae-betas B1 B2]
                                                           [--train KEY=VALUE ...] [--out FILE.json]
+    .venv/bin/python benchmarks/time_to_quality.py --summarise SEED0.json SEED1.json ... [--goal 5]
 
 Needs pythae (0.1.2), installed in its own virtualenv so the project's stays as pinned:
 
@@ -24,6 +25,11 @@ Needs pythae (0.1.2), installed in its own virtualenv so the project's stays as 
 4. ``--interleave N`` (default 3) then times N more epochs of each trainer alternately (ours: a fresh run's
    epoch with its held-out loss and checkpoint; pythae: ``train_step`` + ``eval_step``), so that both see the
    same machine load, and estimates each time to quality as epochs needed x median epoch cost.
+
+5. ``--summarise`` reads the ``--out`` files of several runs (one per training seed) and prints each seed's
+   ratio, as run and interleaved (wall clock), their geometric mean with a 95 % t interval over the seeds
+   (of the log ratios), and a one-sided t test of "the ratio exceeds --goal" (scipy.stats); pythae is not
+   needed for it.
 
 Evaluation after each epoch runs outside every timing. Times are wall-clock and process CPU seconds; with
 one torch thread the CPU seconds are the single-core cost, less disturbed by other processes than the wall
@@ -217,6 +223,47 @@ def estimate(curve: Curve, clock: str) -> float | None:
     return curve.reached_at["epoch"] * median(cost[f"{clock}_s"] for cost in curve.epoch_costs)
 
 
+def seed_ratios(document: dict) -> dict[str, float]:
+    """One ``--out`` file's speed-ups over pythae (wall clock): as run, and from the interleaved epoch costs."""
+    curves = {curve["name"]: curve for curve in document["curves"]}
+    ours, theirs = curves["latent-atlas"], curves["pythae"]
+    if theirs["reached_at"] is None:
+        raise SystemExit(f"time_to_quality: in the seed {document['seed']} file pythae never reached the target")
+    ratios = {"as run": theirs["reached_at"]["wall_s"] / ours["reached_at"]["wall_s"]}
+    if ours["epoch_costs"] and theirs["epoch_costs"]:
+        ratios["interleaved"] = ((theirs["reached_at"]["epoch"] * median(c["wall_s"] for c in theirs["epoch_costs"]))
+                                 / (ours["reached_at"]["epoch"] * median(c["wall_s"] for c in ours["epoch_costs"])))
+    return ratios
+
+
+def ratio_summary(ratios: list[float], goal: float) -> dict[str, float]:
+    """Geometric mean of per-seed ratios, its 95 % t interval and the one-sided p of "above goal", on the logs."""
+    import numpy as np
+    from scipy import stats
+
+    logs = np.log(ratios)
+    low, high = stats.t.interval(0.95, len(logs) - 1, loc=logs.mean(), scale=stats.sem(logs))
+    above = stats.ttest_1samp(logs, np.log(goal), alternative="greater")
+    return {"geometric_mean": float(np.exp(logs.mean())), "low": float(np.exp(low)), "high": float(np.exp(high)),
+            "p_above_goal": float(above.pvalue), "n": len(logs)}
+
+
+def summarise(paths: list[Path], goal: float) -> int:
+    documents = sorted((json.loads(path.read_text()) for path in paths), key=lambda d: d["seed"])
+    per_seed = [(d["seed"], seed_ratios(d)) for d in documents]
+    for seed, ratios in per_seed:
+        print(f"seed {seed}: " + ", ".join(f"{kind} {value:.2f}x" for kind, value in ratios.items()))
+    for kind in ("as run", "interleaved"):
+        values = [ratios[kind] for _, ratios in per_seed if kind in ratios]
+        if len(values) < 2:
+            continue
+        s = ratio_summary(values, goal)
+        print(f"{kind}: geometric mean {s['geometric_mean']:.2f}x over {s['n']} seeds, 95 % t interval "
+              f"{s['low']:.2f}-{s['high']:.2f}x; above {goal:g}x: one-sided t p = {s['p_above_goal']:.3f}; "
+              f"{sum(v < goal for v in values)} of {len(values)} seeds below {goal:g}x")
+    return 0
+
+
 def _overrides(pairs: list[str]) -> dict:
     values = {}
     for pair in pairs:
@@ -242,7 +289,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="pythae's Adam betas (default: torch's, 0.9 0.999, as its pipeline uses)")
     parser.add_argument("--train", nargs="*", default=[], metavar="KEY=VALUE", help="TrainConfig overrides")
     parser.add_argument("--out", type=Path, help="write every curve as JSON here")
+    parser.add_argument("--summarise", type=Path, nargs="+", metavar="FILE.json",
+                        help="summarise the --out files of several seeds instead of training")
+    parser.add_argument("--goal", type=float, default=5.0, help="the speed-up --summarise tests against")
     args = parser.parse_args(argv)
+    if args.summarise:
+        return summarise(args.summarise, args.goal)
     try:
         import pythae  # noqa: F401
     except ImportError as exc:
