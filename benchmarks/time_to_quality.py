@@ -248,8 +248,20 @@ def ratio_summary(ratios: list[float], goal: float) -> dict[str, float]:
             "p_above_goal": float(above.pvalue), "n": len(logs)}
 
 
+def _read_out_file(path: Path) -> dict:
+    try:
+        document = json.loads(path.read_text())
+        int(document["seed"])
+        names = {curve["name"] for curve in document["curves"]}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise SystemExit(f"time_to_quality: {path} is not a readable --out file of this script ({exc!r})") from None
+    if not names >= {"latent-atlas", "pythae"}:
+        raise SystemExit(f"time_to_quality: {path} holds no latent-atlas and pythae curves to compare")
+    return document
+
+
 def summarise(paths: list[Path], goal: float) -> int:
-    documents = sorted((json.loads(path.read_text()) for path in paths), key=lambda d: d["seed"])
+    documents = sorted((_read_out_file(path) for path in paths), key=lambda d: d["seed"])
     per_seed = [(d["seed"], seed_ratios(d)) for d in documents]
     for seed, ratios in per_seed:
         print(f"seed {seed}: " + ", ".join(f"{kind} {value:.2f}x" for kind, value in ratios.items()))

@@ -43,3 +43,12 @@ def test_summary_is_a_t_interval_and_one_sided_test_on_the_log_ratios():
     assert summary["p_above_goal"] == pytest.approx(0.5)  # the mean sits exactly on the goal
     assert time_to_quality.ratio_summary([6.0, 6.5, 7.0], goal=5.0)["p_above_goal"] < 0.05
     assert time_to_quality.ratio_summary([3.0, 3.5, 4.0], goal=5.0)["p_above_goal"] > 0.95
+
+
+def test_a_file_that_is_not_an_out_file_is_named(tmp_path):
+    (tmp_path / "empty.json").write_text("{}")
+    (tmp_path / "ours_only.json").write_text('{"seed": 0, "curves": [{"name": "latent-atlas"}]}')
+    with pytest.raises(SystemExit, match="empty.json is not a readable --out file"):
+        time_to_quality.summarise([tmp_path / "empty.json"], goal=5.0)
+    with pytest.raises(SystemExit, match="ours_only.json holds no latent-atlas and pythae curves"):
+        time_to_quality.summarise([tmp_path / "ours_only.json"], goal=5.0)
