@@ -44,7 +44,7 @@ import logging
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from functools import partial
 from pathlib import Path
 from statistics import median
@@ -225,14 +225,16 @@ def estimate(curve: Curve, clock: str) -> float | None:
 
 def seed_ratios(document: dict) -> dict[str, float]:
     """One ``--out`` file's speed-ups over pythae (wall clock): as run, and from the interleaved epoch costs."""
-    curves = {curve["name"]: curve for curve in document["curves"]}
+    known = {f.name for f in fields(Curve)}
+    curves = {row["name"]: Curve(**{"settings": {}, **{k: v for k, v in row.items() if k in known}})
+              for row in document["curves"]}
     ours, theirs = curves["latent-atlas"], curves["pythae"]
-    if theirs["reached_at"] is None:
+    if theirs.reached_at is None:
         raise SystemExit(f"time_to_quality: in the seed {document['seed']} file pythae never reached the target")
-    ratios = {"as run": theirs["reached_at"]["wall_s"] / ours["reached_at"]["wall_s"]}
-    if ours["epoch_costs"] and theirs["epoch_costs"]:
-        ratios["interleaved"] = ((theirs["reached_at"]["epoch"] * median(c["wall_s"] for c in theirs["epoch_costs"]))
-                                 / (ours["reached_at"]["epoch"] * median(c["wall_s"] for c in ours["epoch_costs"])))
+    ratios = {"as run": theirs.reached_at["wall_s"] / ours.reached_at["wall_s"]}
+    mine, their = estimate(ours, "wall"), estimate(theirs, "wall")
+    if mine and their:
+        ratios["interleaved"] = their / mine
     return ratios
 
 
