@@ -50,7 +50,7 @@ from pathlib import Path
 from statistics import median
 
 PREVIOUS_DEFAULTS = {"scheduler": "plateau", "learning_rate": 2e-3, "batch_size": 64, "epochs": 20,
-                     "adam_betas": (0.9, 0.999)}
+                     "adam_betas": (0.9, 0.999), "weight_decay": 0.0}
 PYTHAE_SETTINGS = {"learning_rate": 2e-3, "scheduler_factor": 0.5, "scheduler_patience": 1}  # + our batch size
 
 

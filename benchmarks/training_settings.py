@@ -28,17 +28,19 @@ TORCH_BETAS = (0.9, 0.999)  # Adam's betas in every row measured before adam_bet
 
 
 def _onecycle(learning_rate: float, epochs: int, batch_size: int, warmup_fraction: float = 0.3,
-              adam_betas: tuple[float, float] = TORCH_BETAS) -> dict:
+              adam_betas: tuple[float, float] = TORCH_BETAS, weight_decay: float = 0.0) -> dict:
     """Every setting spelled out, so that a change of the defaults does not change what a row measured."""
     return {"scheduler": "onecycle", "learning_rate": learning_rate, "epochs": epochs, "batch_size": batch_size,
-            "warmup_fraction": warmup_fraction, "adam_betas": adam_betas}
+            "warmup_fraction": warmup_fraction, "adam_betas": adam_betas, "weight_decay": weight_decay}
 
 
-# Rows without "beta2" ran with torch's betas; "onecycle 6e-3, 5 epochs, batch 32, warm-up 0.2, beta2 0.95" is
-# the default since adam_betas existed.
+# Rows without "beta2" ran with torch's betas; rows without "weight decay" ran without it (TrainConfig's default
+# until 2026-12-01). "onecycle 6e-3, 5 epochs, batch 32, warm-up 0.2, beta2 0.95, weight decay 3e-4" is the
+# default since then; without the weight decay it was the default since adam_betas existed.
 SETTINGS: dict[str, dict] = {
     "previous (plateau 2e-3, 20 epochs)": {"scheduler": "plateau", "learning_rate": 2e-3, "epochs": 20,
-                                           "batch_size": 64, "adam_betas": TORCH_BETAS},
+                                           "batch_size": 64, "adam_betas": TORCH_BETAS,
+                                           "weight_decay": 0.0},
     "onecycle 4e-3, 12 epochs, batch 64": _onecycle(4e-3, 12, 64),
     "onecycle 4e-3, 8 epochs, batch 64": _onecycle(4e-3, 8, 64),
     "onecycle 6e-3, 8 epochs, batch 128": _onecycle(6e-3, 8, 128),
@@ -104,6 +106,24 @@ SETTINGS: dict[str, dict] = {
         _onecycle(8e-3, 4, 32, 0.2, (0.8, 0.95)),
     "onecycle 8e-3, 5 epochs, batch 32, warm-up 0.2, beta1 0.8, beta2 0.95":
         _onecycle(8e-3, 5, 32, 0.2, (0.8, 0.95)),
+    "onecycle 6e-3, 5 epochs, batch 32, warm-up 0.3, beta2 0.95":
+        _onecycle(6e-3, 5, 32, 0.3, (0.9, 0.95)),
+    "onecycle 6e-3, 5 epochs, batch 32, warm-up 0.2, beta2 0.95, weight decay 1e-5":
+        _onecycle(6e-3, 5, 32, 0.2, (0.9, 0.95), 1e-5),
+    "onecycle 6e-3, 5 epochs, batch 32, warm-up 0.2, beta2 0.95, weight decay 1e-4":
+        _onecycle(6e-3, 5, 32, 0.2, (0.9, 0.95), 1e-4),
+    "onecycle 6e-3, 5 epochs, batch 32, warm-up 0.2, beta2 0.95, weight decay 3e-4":
+        _onecycle(6e-3, 5, 32, 0.2, (0.9, 0.95), 3e-4),
+    "onecycle 6e-3, 5 epochs, batch 32, warm-up 0.2, beta2 0.95, weight decay 1e-3":
+        _onecycle(6e-3, 5, 32, 0.2, (0.9, 0.95), 1e-3),
+    "onecycle 6e-3, 5 epochs, batch 32, warm-up 0.2, beta2 0.95, weight decay 3e-3":
+        _onecycle(6e-3, 5, 32, 0.2, (0.9, 0.95), 3e-3),
+    "onecycle 6e-3, 4 epochs, batch 32, warm-up 0.2, beta2 0.95, weight decay 1e-4":
+        _onecycle(6e-3, 4, 32, 0.2, (0.9, 0.95), 1e-4),
+    "onecycle 6e-3, 5 epochs, batch 32, warm-up 0.2, beta2 0.95, start at lr / 10":
+        {**_onecycle(6e-3, 5, 32, 0.2, (0.9, 0.95)), "initial_lr_divisor": 10.0},
+    "onecycle 6e-3, 5 epochs, batch 32, warm-up 0.2, beta2 0.95, end at start lr / 100":
+        {**_onecycle(6e-3, 5, 32, 0.2, (0.9, 0.95)), "final_lr_divisor": 100.0},
 }
 
 
