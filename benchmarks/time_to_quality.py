@@ -335,7 +335,8 @@ def main(argv: list[str] | None = None) -> int:
         dataset.save(work / "gaussian.npz")
         print(f"latent-atlas {'default' if not args.train else 'with ' + ' '.join(args.train)} "
               f"({train_config.scheduler}, {train_config.epochs} epochs, batch {train_config.batch_size}, "
-              f"lr {train_config.learning_rate}, Adam betas {train_config.adam_betas}, {train_config.precision}), "
+              f"lr {train_config.learning_rate}, Adam betas {train_config.adam_betas}, "
+              f"weight decay {train_config.weight_decay}, {train_config.precision}), "
               f"{args.threads} torch thread(s)")
         ours = train_latent_atlas("latent-atlas", dataset, work / "gaussian.npz", train_config, work / "ours")
         curves.append(ours)
