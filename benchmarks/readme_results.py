@@ -56,6 +56,8 @@ def verdict_text(paired: dict, better: str | None = None) -> str:
     verdict = paired["verdict"]
     first, second = verdict["names"]
     kind = verdict["kind"]
+    if kind == "constant":  # every seed's difference is the same number: there is no spread to test
+        return "the same difference at every seed: no test"
     if kind in ("a_greater", "b_greater"):
         order = f"{first} > {second}" if kind == "a_greater" else f"{first} < {second}"
         if better in ("lower", "higher"):

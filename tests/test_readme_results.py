@@ -39,3 +39,11 @@ def test_equivalence_quotes_the_tost_and_no_detection_its_minimum_detectable_dif
 def test_a_model_without_the_quantity_gets_a_dash_and_no_test():
     prior = {"label": "prior", "by_model": {"vae": summary(0.66, 0.55, 0.77), "ae": summary(None)}}
     assert readme_results.row(prior) == "| prior | 0.660 [0.550, 0.770] | - | one model only: no paired comparison |"
+
+
+def test_a_difference_constant_over_seeds_is_printed_without_a_test():
+    constant = quantity("constant", p_value=None, p_adjusted=None, tost_p_value=None, tost_p_adjusted=None, mdd=None)
+    constant["paired"]["difference"] = summary(-0.053, sd=0.0)
+    assert readme_results.row(constant) == (
+        "| test error | 0.301 [0.277, 0.325] | 0.230 [0.217, 0.243] | -0.053, the same difference at every seed: "
+        "no test |")

@@ -312,6 +312,16 @@ def test_adam_runs_with_the_configured_betas(tmp_path, tiny_dataset, tiny_datase
     assert trainer.config["train"]["adam_betas"] == [0.5, 0.9]
 
 
+def test_adam_runs_with_the_configured_weight_decay(tmp_path, tiny_dataset, tiny_dataset_file):
+    from latent_atlas.training.trainer import Trainer
+
+    for weight_decay in [0.0, 3e-4, 1e-2]:
+        trainer = Trainer(tiny_dataset, tiny_dataset_file, tiny_model_config(kind="vae"),
+                          tiny_train_config(weight_decay=weight_decay), tmp_path / str(weight_decay), progress=False)
+        assert trainer.optimizer.param_groups[0]["weight_decay"] == weight_decay
+        assert trainer.config["train"]["weight_decay"] == weight_decay  # saved runs state what they trained with
+
+
 def test_a_run_saved_before_adam_betas_existed_reads_as_torchs_betas(tmp_path, tiny_dataset, tiny_dataset_file):
     import json
 
